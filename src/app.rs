@@ -1,0 +1,149 @@
+//! Start-up: the database (private or configured), migrations, the pool, the shared
+//! state, and the bound listener. `Application::build` binds before serving, so tests
+//! learn the port and never sleep waiting for a server.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use tokio::net::TcpListener;
+
+use crate::auth::{PasswordHasher, TokenService};
+use crate::config::{Database, Settings};
+use crate::db::{self, DbError, MigrateError, private};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub pool: Pool,
+    pub tokens: TokenService,
+    pub hasher: PasswordHasher,
+    /// `/openapi.json`, rendered once.
+    pub openapi_json: Arc<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    PrivatePostgres(#[from] private::StartError),
+    #[error("cannot reach the database: {0}")]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error("a statement does not match the database schema: {0}")]
+    Statements(DbError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("start-up task failed: {0}")]
+    Internal(String),
+}
+
+/// A database ready for use, and the private server behind it, if any.
+#[derive(Debug)]
+pub struct ReadyDatabase {
+    pub config: tokio_postgres::Config,
+    pub server: Option<private::PrivatePostgres>,
+}
+
+impl ReadyDatabase {
+    /// Starts the private server if needed, creates its database, applies migrations.
+    pub async fn prepare(database: &Database) -> Result<Self, StartupError> {
+        let (config, server) = match database {
+            Database::External(config) => (config.clone(), None),
+            Database::Private(options) => {
+                let options = options.clone();
+                let server = tokio::task::spawn_blocking(move || private::PrivatePostgres::start(&options))
+                    .await
+                    .map_err(|e| StartupError::Internal(e.to_string()))??;
+                db::ensure_database(&server.config("postgres"), private::DATABASE_NAME).await?;
+                (server.config(private::DATABASE_NAME), Some(server))
+            }
+        };
+        let applied = db::migrate(&config).await?;
+        if applied > 0 {
+            tracing::info!(applied, "migrations applied");
+        }
+        Ok(Self { config, server })
+    }
+
+    /// Stops the private server (if any) and waits for it.
+    pub async fn shutdown(self) {
+        if let Some(mut server) = self.server {
+            let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+        }
+    }
+}
+
+/// A bound, ready-to-serve application.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    database: ReadyDatabase,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let database = ReadyDatabase::prepare(&settings.database).await?;
+        Self::build_on(settings, database).await
+    }
+
+    /// Like `build`, on a database already prepared.
+    pub async fn build_on(settings: Settings, database: ReadyDatabase) -> Result<Self, StartupError> {
+        let pool = db::pool(database.config.clone(), settings.database_pool_size)?;
+        let client = pool.get().await.map_err(DbError::from)?;
+        crate::store::prepare_all(&client)
+            .await
+            .map_err(StartupError::Statements)?;
+        drop(client);
+
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let hasher = PasswordHasher::new(cores)
+            .await
+            .map_err(|e| StartupError::Internal(e.to_string()))?;
+        let openapi_json = crate::http::openapi()
+            .to_pretty_json()
+            .map_err(|e| StartupError::Internal(e.to_string()))?;
+        let state = AppState {
+            pool,
+            tokens: TokenService::new(&settings.secret_key, settings.access_token_expire_minutes),
+            hasher,
+            openapi_json: Arc::new(openapi_json),
+        };
+
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| StartupError::Bind { address, source })?;
+        Ok(Self {
+            listener,
+            state,
+            database,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the
+    /// pool and stops the private database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let router = crate::http::router(self.state.clone());
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.state.pool.close();
+        self.database.shutdown().await;
+        served
+    }
+}

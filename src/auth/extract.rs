@@ -1,0 +1,42 @@
+//! `CurrentUser`: its presence among a handler's arguments is the protection. It accepts
+//! only `Authorization: Bearer <valid token>`; anything else is a 401 with
+//! `WWW-Authenticate: Bearer` before the handler runs.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// The caller, as proven by a valid access token. That the account still exists is
+/// checked by the request's own database round trip (`store::as_caller`).
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentUser {
+    pub id: Uuid,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("missing bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let claims = state.tokens.verify(token).map_err(|error| {
+            tracing::debug!(%error, "token refused");
+            ApiError::Unauthorized("the access token is invalid or expired")
+        })?;
+        Ok(Self { id: claims.sub })
+    }
+}

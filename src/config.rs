@@ -1,0 +1,217 @@
+//! Typed settings from the environment (or a `.env` file), validated at start-up.
+//! Secrets are wrapped so that they cannot be printed by accident.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use clap::{Args, Parser, Subcommand};
+
+use crate::db::private;
+
+const MIN_SECRET_BYTES: usize = 32;
+
+/// The command line: `taskapi` (or `taskapi serve`) serves the API; `taskapi migrate`
+/// applies the migrations and exits.
+#[derive(Debug, Parser)]
+#[command(name = "taskapi", version, about = "The taskapi REST API server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    #[command(flatten)]
+    pub settings: RawSettings,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand, PartialEq, Eq)]
+pub enum CliCommand {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply the database migrations, then exit.
+    Migrate,
+}
+
+/// Settings as given, before validation. Every flag can also come from the environment.
+#[derive(Debug, Args)]
+pub struct RawSettings {
+    /// PostgreSQL to use; unset, a private server is started under the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// JWT signing key, at least 32 bytes. Required with DATABASE_URL; otherwise generated
+    /// once and kept in the data directory.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Access token lifetime, in minutes.
+    #[arg(long, env = "ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=525_600))]
+    pub access_token_expire_minutes: u32,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Where the private PostgreSQL and the generated secret key live.
+    #[arg(long, env = "TASKAPI_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Maximum number of database connections.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub database_pool_size: u16,
+}
+
+/// Which PostgreSQL to use.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A server of the operator's (`DATABASE_URL`).
+    External(tokio_postgres::Config),
+    /// The private server under the data directory.
+    Private(private::Options),
+}
+
+/// The JWT signing key. Its `Debug` is redacted.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, ConfigError> {
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::WeakSecret);
+        }
+        Ok(Self(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// Validated settings for serving.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: Database,
+    pub secret_key: SecretKey,
+    pub access_token_expire_minutes: u32,
+    pub host: String,
+    pub port: u16,
+    pub database_pool_size: usize,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("DATABASE_URL is not a valid PostgreSQL connection string: {0}")]
+    DatabaseUrl(String),
+    #[error("SECRET_KEY is required when DATABASE_URL is set (at least 32 bytes)")]
+    MissingSecret,
+    #[error("SECRET_KEY must be at least 32 bytes long")]
+    WeakSecret,
+    #[error("cannot read or create the secret key file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RawSettings {
+    /// The database to use, without the other settings (enough for `taskapi migrate`).
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        match &self.database_url {
+            Some(url) => tokio_postgres::Config::from_str(url)
+                .map(Database::External)
+                .map_err(|e| ConfigError::DatabaseUrl(e.to_string())),
+            None => Ok(Database::Private(private::Options {
+                data_dir: self.data_dir.clone(),
+                ephemeral: false,
+            })),
+        }
+    }
+
+    /// Validates everything; in private mode, creates the secret key file on first use.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let database = self.database()?;
+        let secret_key = match (&self.secret_key, &database) {
+            (Some(key), _) => SecretKey::new(key.as_bytes().to_vec())?,
+            (None, Database::External(_)) => return Err(ConfigError::MissingSecret),
+            (None, Database::Private(_)) => load_or_create_secret(&self.data_dir)?,
+        };
+        Ok(Settings {
+            database,
+            secret_key,
+            access_token_expire_minutes: self.access_token_expire_minutes,
+            host: self.host,
+            port: self.port,
+            database_pool_size: usize::from(self.database_pool_size),
+        })
+    }
+}
+
+/// `<data>/secret_key`: 32 random bytes, hex-encoded, mode 0600, generated once and kept
+/// so tokens stay valid across restarts.
+fn load_or_create_secret(data_dir: &Path) -> Result<SecretKey, ConfigError> {
+    let path = data_dir.join("secret_key");
+    let file_error = |source| ConfigError::SecretFile {
+        path: path.clone(),
+        source,
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => return SecretKey::new(text.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(e)),
+    }
+    fs::create_dir_all(data_dir).map_err(file_error)?;
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(file_error)?;
+    file.write_all(hex.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(file_error)?;
+    SecretKey::new(hex.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(SecretKey::new(vec![b'a'; 31]).is_err());
+        assert!(SecretKey::new(vec![b'a'; 32]).is_ok());
+    }
+
+    #[test]
+    fn generated_secret_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("taskapi-secret-{}", uuid::Uuid::new_v4()));
+        let first = load_or_create_secret(&dir).unwrap();
+        let second = load_or_create_secret(&dir).unwrap();
+        assert_eq!(first.expose(), second.expose());
+        assert_eq!(first.expose().len(), 64);
+        let mode = fs::metadata(dir.join("secret_key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn secret_is_required_with_an_external_database() {
+        let cli = Cli::try_parse_from(["taskapi", "--database-url", "postgres://u@localhost/db"]);
+        let mut raw = cli.unwrap().settings;
+        raw.secret_key = None;
+        assert!(matches!(raw.validate(), Err(ConfigError::MissingSecret)));
+    }
+}

@@ -1,0 +1,108 @@
+//! Entity tags of tasks and the `If-Match` precondition (API.md "Concurrency").
+
+use uuid::Uuid;
+
+/// The strong, quoted ETag of one version of one task. It names the task too, so a tag
+/// copied from another task never matches.
+pub fn task_etag(id: Uuid, version: i32) -> String {
+    format!("\"{}-{version}\"", id.simple())
+}
+
+/// What a write requires of the task's current version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No `If-Match`, or `If-Match: *` (any existing task matches).
+    AnyVersion,
+    /// One of these versions; an empty list can never match (every tag was stale,
+    /// weak, malformed or another task's).
+    OneOf(Vec<i32>),
+}
+
+impl Precondition {
+    /// Reads the `If-Match` header values (already split into lines) for task `id`.
+    /// If-Match uses strong comparison (RFC 9110 §13.1.1): weak tags never match.
+    pub fn from_if_match<'a>(values: impl IntoIterator<Item = &'a str>, id: Uuid) -> Self {
+        let mut seen_header = false;
+        let mut versions = Vec::new();
+        for tag in values.into_iter().flat_map(|value| value.split(',')) {
+            seen_header = true;
+            let tag = tag.trim();
+            if tag == "*" {
+                return Self::AnyVersion;
+            }
+            if let Some(version) = parse_own_tag(tag, id) {
+                versions.push(version);
+            }
+        }
+        if seen_header {
+            Self::OneOf(versions)
+        } else {
+            Self::AnyVersion
+        }
+    }
+
+    /// The versions for SQL: `None` means any.
+    pub fn versions(&self) -> Option<&[i32]> {
+        match self {
+            Self::AnyVersion => None,
+            Self::OneOf(versions) => Some(versions),
+        }
+    }
+}
+
+fn parse_own_tag(tag: &str, id: Uuid) -> Option<i32> {
+    let opaque = tag.strip_prefix('"')?.strip_suffix('"')?;
+    let (tag_id, version) = opaque.split_once('-')?;
+    if tag_id != id.simple().to_string() {
+        return None;
+    }
+    version.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_tags_round_trip() {
+        let id = Uuid::new_v4();
+        let tag = task_etag(id, 7);
+        assert_eq!(
+            Precondition::from_if_match([tag.as_str()], id),
+            Precondition::OneOf(vec![7])
+        );
+    }
+
+    #[test]
+    fn star_and_absence_match_any_version() {
+        let id = Uuid::new_v4();
+        assert_eq!(Precondition::from_if_match([], id), Precondition::AnyVersion);
+        let listed = format!("{}, *", task_etag(id, 1));
+        assert_eq!(
+            Precondition::from_if_match([listed.as_str()], id),
+            Precondition::AnyVersion
+        );
+    }
+
+    #[test]
+    fn weak_foreign_and_malformed_tags_never_match() {
+        let id = Uuid::new_v4();
+        let weak = format!("W/{}", task_etag(id, 1));
+        let foreign = task_etag(Uuid::new_v4(), 1);
+        let values = [weak.as_str(), foreign.as_str(), "garbage", "\"\""];
+        assert_eq!(
+            Precondition::from_if_match(values, id),
+            Precondition::OneOf(vec![])
+        );
+    }
+
+    #[test]
+    fn lists_keep_every_own_version() {
+        let id = Uuid::new_v4();
+        let list = format!("{}, {}", task_etag(id, 2), task_etag(id, 3));
+        assert_eq!(
+            Precondition::from_if_match([list.as_str()], id),
+            Precondition::OneOf(vec![2, 3])
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The `GET /tasks` query: paging, filters and sort order, parsed from the raw query
+//! string (API.md "Tasks"). Anything invalid, unknown or repeated is a 422.
+
+use time::OffsetDateTime;
+
+use super::task::{Priority, TaskStatus};
+use super::{ValidationErrors, reject_nul, timestamp};
+
+pub const DEFAULT_LIMIT: i64 = 20;
+pub const MAX_LIMIT: i64 = 100;
+
+/// What a list can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    DueAt,
+    Priority,
+    Title,
+}
+
+impl SortField {
+    pub const ALL: [SortField; 5] = [
+        Self::CreatedAt,
+        Self::UpdatedAt,
+        Self::DueAt,
+        Self::Priority,
+        Self::Title,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreatedAt => "created_at",
+            Self::UpdatedAt => "updated_at",
+            Self::DueAt => "due_at",
+            Self::Priority => "priority",
+            Self::Title => "title",
+        }
+    }
+}
+
+/// A sort key and direction. Ties are always broken by id in the same direction, so the
+/// order is total and paging with `offset` neither repeats nor skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Self {
+            field: SortField::CreatedAt,
+            descending: true,
+        }
+    }
+}
+
+impl Sort {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (descending, name) = match raw.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, raw),
+        };
+        SortField::ALL
+            .into_iter()
+            .find(|field| field.as_str() == name)
+            .map(|field| Self { field, descending })
+            .ok_or_else(|| {
+                "must be one of created_at, updated_at, due_at, priority, title, \
+                 optionally prefixed by - for descending order"
+                    .to_owned()
+            })
+    }
+}
+
+/// A validated list request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskQuery {
+    pub limit: i64,
+    pub offset: i64,
+    /// Empty: any status.
+    pub statuses: Vec<TaskStatus>,
+    /// Empty: any priority.
+    pub priorities: Vec<Priority>,
+    pub due_before: Option<OffsetDateTime>,
+    pub due_after: Option<OffsetDateTime>,
+    /// Words that must all appear in the title or description; `None`: no text filter.
+    pub q: Option<String>,
+    pub sort: Sort,
+}
+
+impl Default for TaskQuery {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+            statuses: Vec::new(),
+            priorities: Vec::new(),
+            due_before: None,
+            due_after: None,
+            q: None,
+            sort: Sort::default(),
+        }
+    }
+}
+
+const SINGLE_VALUED: [&str; 6] = ["limit", "offset", "due_before", "due_after", "q", "sort"];
+
+impl TaskQuery {
+    /// Parses `application/x-www-form-urlencoded` query text (without the `?`).
+    pub fn parse(raw: &str) -> Result<Self, ValidationErrors> {
+        let mut query = Self::default();
+        let mut errors = ValidationErrors::default();
+        let mut seen: Vec<String> = Vec::new();
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+            let key = key.as_ref();
+            if SINGLE_VALUED.contains(&key) {
+                if seen.iter().any(|k| k == key) {
+                    errors.add(key, "must be given at most once");
+                    continue;
+                }
+                seen.push(key.to_owned());
+            }
+            match key {
+                "limit" => {
+                    if let Some(limit) = errors.check(key, parse_int(&value, 1, MAX_LIMIT)) {
+                        query.limit = limit;
+                    }
+                }
+                "offset" => {
+                    if let Some(offset) = errors.check(key, parse_int(&value, 0, i64::MAX)) {
+                        query.offset = offset;
+                    }
+                }
+                "status" => {
+                    if let Some(status) = errors.check(key, TaskStatus::parse(&value)) {
+                        query.statuses.push(status);
+                    }
+                }
+                "priority" => {
+                    if let Some(priority) = errors.check(key, Priority::parse(&value)) {
+                        query.priorities.push(priority);
+                    }
+                }
+                "due_before" => query.due_before = errors.check(key, timestamp::parse(&value)),
+                "due_after" => query.due_after = errors.check(key, timestamp::parse(&value)),
+                "q" => {
+                    if let Some(()) = errors.check(key, reject_nul(&value)) {
+                        let words = value.trim();
+                        query.q = (!words.is_empty()).then(|| words.to_owned());
+                    }
+                }
+                "sort" => {
+                    if let Some(sort) = errors.check(key, Sort::parse(&value)) {
+                        query.sort = sort;
+                    }
+                }
+                unknown => errors.add(
+                    unknown,
+                    "is not a known parameter (limit, offset, status, priority, due_before, \
+                     due_after, q, sort)",
+                ),
+            }
+        }
+        errors.into_result(|| query)
+    }
+}
+
+fn parse_int(raw: &str, min: i64, max: i64) -> Result<i64, String> {
+    match raw.parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == i64::MAX => Err(format!("must be a whole number of at least {min}")),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(raw: &str) -> Vec<String> {
+        TaskQuery::parse(raw)
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn empty_query_gives_the_documented_defaults() {
+        let query = TaskQuery::parse("").unwrap();
+        assert_eq!(query, TaskQuery::default());
+        assert_eq!(query.limit, 20);
+        assert!(query.sort.descending);
+        assert_eq!(query.sort.field, SortField::CreatedAt);
+    }
+
+    #[test]
+    fn repeated_filters_accumulate() {
+        let query = TaskQuery::parse("status=todo&status=done&priority=urgent").unwrap();
+        assert_eq!(query.statuses, [TaskStatus::Todo, TaskStatus::Done]);
+        assert_eq!(query.priorities, [Priority::Urgent]);
+    }
+
+    #[test]
+    fn limits_and_offsets_out_of_range_are_rejected() {
+        assert_eq!(fields("limit=0"), ["limit"]);
+        assert_eq!(fields("limit=101"), ["limit"]);
+        assert_eq!(fields("limit=ten"), ["limit"]);
+        assert_eq!(fields("limit="), ["limit"]);
+        assert_eq!(fields("offset=-1"), ["offset"]);
+        assert_eq!(fields("limit=5&limit=6"), ["limit"]);
+        assert_eq!(TaskQuery::parse("limit=100&offset=0").unwrap().limit, 100);
+    }
+
+    #[test]
+    fn unknown_values_and_parameters_are_rejected() {
+        assert_eq!(fields("status=later"), ["status"]);
+        assert_eq!(fields("sort=-colour"), ["sort"]);
+        assert_eq!(fields("due_before=yesterday"), ["due_before"]);
+        assert_eq!(fields("page=2"), ["page"]);
+        assert_eq!(fields("q=a%00b"), ["q"]);
+    }
+
+    #[test]
+    fn sort_accepts_every_key_both_ways() {
+        for field in SortField::ALL {
+            let up = Sort::parse(field.as_str()).unwrap();
+            let down = Sort::parse(&format!("-{}", field.as_str())).unwrap();
+            assert_eq!((up.field, up.descending), (field, false));
+            assert_eq!((down.field, down.descending), (field, true));
+        }
+    }
+
+    #[test]
+    fn blank_search_text_is_no_filter() {
+        assert_eq!(TaskQuery::parse("q=+++").unwrap().q, None);
+        assert_eq!(TaskQuery::parse("q=%25off").unwrap().q.as_deref(), Some("%off"));
+    }
+}

@@ -1,0 +1,209 @@
+//! `ApiError`: every failure a handler can meet, rendered as `application/problem+json`
+//! (RFC 9457, API.md "Conventions"). Bodies never carry SQL, hashes, tokens or traces.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::DbError;
+use crate::domain::ValidationErrors;
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error response. Handlers return `Result<_, ApiError>` and use `?`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request body: {0}")]
+    MalformedBody(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("validation failed")]
+    Validation(ValidationErrors),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// One invalid field in a problem's `errors`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldErrorBody {
+    /// The input field (body member or query parameter) at fault.
+    pub field: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem, e.g. `/problems/validation-failed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Only on validation failures (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldErrorBody>>,
+}
+
+impl Problem {
+    /// The generic problem for a status, with the status's reason phrase as its title.
+    pub fn for_status(status: StatusCode, detail: impl Into<String>) -> Self {
+        let title = status.canonical_reason().unwrap_or("Error");
+        Self {
+            kind: format!("/problems/{}", slug(title)),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    pub fn into_response_with_status(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+fn slug(title: &str) -> String {
+    title
+        .to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        let status = self.status();
+        match self {
+            Self::MalformedBody(detail) => Problem::for_status(status, detail.clone()),
+            Self::Unauthorized(detail) => Problem::for_status(status, *detail),
+            Self::NotFound => Problem::for_status(status, "no such resource"),
+            Self::Conflict(detail) => Problem::for_status(status, *detail),
+            Self::PreconditionFailed => Problem::for_status(
+                status,
+                "If-Match does not match the task's current ETag; fetch it again and retry",
+            ),
+            Self::PayloadTooLarge => {
+                Problem::for_status(status, "the request body is larger than 64 KiB")
+            }
+            Self::UnsupportedMediaType => Problem::for_status(
+                status,
+                "a request body must be sent with Content-Type: application/json",
+            ),
+            Self::Validation(errors) => Problem {
+                kind: "/problems/validation-failed".to_owned(),
+                title: "Validation failed".to_owned(),
+                status: status.as_u16(),
+                detail: "the request has invalid fields; see errors".to_owned(),
+                errors: Some(
+                    errors
+                        .0
+                        .iter()
+                        .map(|e| FieldErrorBody {
+                            field: e.field.clone(),
+                            message: e.message.clone(),
+                        })
+                        .collect(),
+                ),
+            },
+            Self::Unavailable(_) => Problem::for_status(
+                status,
+                "the database is unavailable; try again shortly",
+            ),
+            Self::Internal(_) => Problem::for_status(status, "an unexpected error occurred"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // Logged once, here at the boundary; client errors are not worth a log line.
+        match &self {
+            Self::Internal(error) => tracing::error!(%error, "request failed"),
+            Self::Unavailable(error) => tracing::warn!(%error, "database unavailable"),
+            _ => {}
+        }
+        let mut response = self.problem().into_response_with_status();
+        if let Self::Unauthorized(_) = self {
+            // RFC 6750 §3: tell the client how to authenticate.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"taskapi\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> Self {
+        Self::Validation(errors)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(detail) => Self::Unavailable(detail),
+            DbError::InvalidData(_) => Self::Validation(ValidationErrors::single(
+                "body",
+                "contains a value the database cannot store",
+            )),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        DbError::from(error).into()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::CallerGone => Self::Unauthorized("the token's account no longer exists"),
+            StoreError::NotFound => Self::NotFound,
+            StoreError::PreconditionFailed => Self::PreconditionFailed,
+            StoreError::EmailTaken => Self::Conflict("an account with this email already exists"),
+            StoreError::Db(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `/health`: is the database answering?
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::db::DbError;
+use crate::error::{ApiError, Problem};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Liveness and database readiness.
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "The database answers", body = HealthResponse),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let client = state.pool.get().await?;
+    client.simple_query("SELECT 1").await.map_err(|e| match DbError::from(e) {
+        // Any failure of `SELECT 1` means the database is not serving.
+        DbError::Unavailable(detail) => ApiError::Unavailable(detail),
+        other => ApiError::Unavailable(other.to_string()),
+    })?;
+    Ok(axum::Json(HealthResponse { status: "ok" }).into_response())
+}

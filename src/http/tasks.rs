@@ -1,0 +1,389 @@
+//! `/tasks`: the caller's own tasks. Handlers parse into domain types, call the store
+//! (which scopes every statement to the caller) and shape the response.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, TaskId};
+use crate::app::AppState;
+use crate::auth::CurrentUser;
+use crate::domain::etag::{Precondition, task_etag};
+use crate::domain::listing::TaskQuery;
+use crate::domain::task::{Field, Priority, TaskInput, TaskStatus};
+use crate::domain::timestamp;
+use crate::error::{ApiError, Problem};
+use crate::store::{self, StoreError, tasks::TaskRow};
+
+/// A new task (POST), or the whole of a task (PUT: omitted optional fields take their
+/// defaults).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskRequest {
+    /// 1 to 200 characters after trimming surrounding whitespace (stored trimmed).
+    #[schema(value_type = String, min_length = 1, max_length = 200, example = "Write the report")]
+    pub title: Field<String>,
+    /// At most 10,000 characters; stored exactly as sent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
+    pub description: Field<String>,
+    /// Defaults to `todo`.
+    #[serde(default)]
+    #[schema(value_type = TaskStatus)]
+    pub status: Field<String>,
+    /// Defaults to `medium`.
+    #[serde(default)]
+    #[schema(value_type = Priority)]
+    pub priority: Field<String>,
+    /// RFC 3339 with an explicit offset (`Z` or `±hh:mm`), or null.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-01T17:00:00Z")]
+    pub due_at: Field<String>,
+}
+
+/// A partial change (PATCH): only the fields sent change; `null` clears `description` or
+/// `due_at` (and is refused for `title`, `status` and `priority`); `{}` changes nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTaskRequest {
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    pub title: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
+    pub description: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = TaskStatus)]
+    pub status: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Priority)]
+    pub priority: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_at: Field<String>,
+}
+
+impl From<CreateTaskRequest> for TaskInput {
+    fn from(body: CreateTaskRequest) -> Self {
+        Self {
+            title: body.title,
+            description: body.description,
+            status: body.status,
+            priority: body.priority,
+            due_at: body.due_at,
+        }
+    }
+}
+
+impl From<UpdateTaskRequest> for TaskInput {
+    fn from(body: UpdateTaskRequest) -> Self {
+        Self {
+            title: body.title,
+            description: body.description,
+            status: body.status,
+            priority: body.priority,
+            due_at: body.due_at,
+        }
+    }
+}
+
+/// A task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskResponse {
+    pub id: Uuid,
+    #[schema(example = "Write the report")]
+    pub title: String,
+    pub description: Option<String>,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_at: Option<String>,
+    /// Set when the task becomes `done`, cleared when it leaves `done`.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&TaskRow> for TaskResponse {
+    fn from(task: &TaskRow) -> Self {
+        Self {
+            id: task.id,
+            title: task.title.clone(),
+            description: task.description.clone(),
+            status: task.status,
+            priority: task.priority,
+            due_at: task.due_at.map(timestamp::format),
+            completed_at: task.completed_at.map(timestamp::format),
+            created_at: timestamp::format(task.created_at),
+            updated_at: timestamp::format(task.updated_at),
+        }
+    }
+}
+
+/// One page of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskListResponse {
+    pub items: Vec<TaskResponse>,
+    /// How many of the caller's tasks match the filters, over all pages.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The query of `GET /tasks`. Unknown parameters, and any given twice that cannot repeat,
+/// are 422.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "documents the query; it is parsed by domain::listing")]
+pub struct ListTasksQuery {
+    /// Page size, 1 to 100.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    limit: Option<i64>,
+    /// Tasks to skip, at least 0.
+    #[param(minimum = 0, default = 0)]
+    offset: Option<i64>,
+    /// Only these statuses; repeat the parameter for several.
+    #[param(value_type = Option<Vec<TaskStatus>>, explode = true, style = Form)]
+    status: Option<Vec<String>>,
+    /// Only these priorities; repeat the parameter for several.
+    #[param(value_type = Option<Vec<Priority>>, explode = true, style = Form)]
+    priority: Option<Vec<String>>,
+    /// Only tasks due strictly before this instant (RFC 3339); undated tasks never match.
+    #[param(value_type = Option<String>, format = DateTime)]
+    due_before: Option<String>,
+    /// Only tasks due strictly after this instant (RFC 3339); undated tasks never match.
+    #[param(value_type = Option<String>, format = DateTime)]
+    due_after: Option<String>,
+    /// Words that must all appear (case-insensitively, as whole words) in the title or
+    /// description. `%` and `_` are ordinary characters.
+    q: Option<String>,
+    /// `created_at`, `updated_at`, `due_at`, `priority` (rank low < medium < high < urgent)
+    /// or `title`, optionally prefixed by `-` for descending. Ties are broken by id in the
+    /// same direction; undated tasks sort last either way.
+    #[param(default = "-created_at", pattern = "^-?(created_at|updated_at|due_at|priority|title)$")]
+    sort: Option<String>,
+}
+
+fn task_response(status: StatusCode, task: &TaskRow) -> Response {
+    let etag = task_etag(task.id, task.version);
+    let mut response = (status, axum::Json(TaskResponse::from(task))).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if status == StatusCode::CREATED
+        && let Ok(location) = HeaderValue::from_str(&format!("/tasks/{}", task.id))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}
+
+fn precondition(headers: &HeaderMap, id: Uuid) -> Precondition {
+    let values = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .map(|value| value.to_str().unwrap_or("<opaque>"));
+    Precondition::from_if_match(values, id)
+}
+
+/// Create a task.
+#[utoipa::path(
+    post, path = "/tasks", tag = "tasks",
+    security(("bearer" = [])),
+    request_body = CreateTaskRequest,
+    responses(
+        (status = 201, description = "Created", body = TaskResponse,
+         headers(("Location" = String, description = "/tasks/{id}"), ("ETag" = String, description = "Strong tag of this version"))),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<CreateTaskRequest>,
+) -> Result<Response, ApiError> {
+    let task = TaskInput::from(body).into_new_task()?;
+    let client = state.pool.get().await?;
+    // The insert's foreign key proves the caller exists: no separate check needed.
+    let created = store::tasks::insert(&client, user.id, &task).await?;
+    Ok(task_response(StatusCode::CREATED, &created))
+}
+
+/// List the caller's tasks: filtered, sorted, paged.
+#[utoipa::path(
+    get, path = "/tasks", tag = "tasks",
+    security(("bearer" = [])),
+    params(ListTasksQuery),
+    responses(
+        (status = 200, description = "One page of the caller's tasks", body = TaskListResponse),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = TaskQuery::parse(raw.as_deref().unwrap_or_default())?;
+    let client = state.pool.get().await?;
+    let (tasks, total) =
+        store::as_caller(&client, user.id, store::tasks::list(&client, user.id, &query)).await?;
+    let body = TaskListResponse {
+        items: tasks.iter().map(TaskResponse::from).collect(),
+        total,
+        limit: query.limit,
+        offset: query.offset,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// One of the caller's tasks.
+#[utoipa::path(
+    get, path = "/tasks/{id}", tag = "tasks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = TaskResponse,
+         headers(("ETag" = String, description = "Strong tag of this version"))),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not the caller's, or not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    TaskId(id): TaskId,
+) -> Result<Response, ApiError> {
+    let client = state.pool.get().await?;
+    let task = store::as_caller(&client, user.id, store::tasks::get(&client, user.id, id)).await?;
+    Ok(task_response(StatusCode::OK, &task))
+}
+
+/// Change some fields of a task.
+#[utoipa::path(
+    patch, path = "/tasks/{id}", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "ETag the task must still have (`*`: any)"),
+    ),
+    request_body = UpdateTaskRequest,
+    responses(
+        (status = 200, description = "The changed task", body = TaskResponse,
+         headers(("ETag" = String, description = "Strong tag of the new version"))),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<UpdateTaskRequest>,
+) -> Result<Response, ApiError> {
+    let changes = TaskInput::from(body).into_changes()?;
+    let precondition = precondition(&headers, id);
+    let client = state.pool.get().await?;
+    let task = if changes.is_empty() {
+        // `{}` changes nothing, so the version (and ETag) stays; the precondition still holds.
+        let task = store::as_caller(&client, user.id, store::tasks::get(&client, user.id, id)).await?;
+        match precondition.versions() {
+            Some(versions) if !versions.contains(&task.version) => {
+                return Err(StoreError::PreconditionFailed.into());
+            }
+            _ => task,
+        }
+    } else {
+        let update = store::tasks::update(&client, user.id, id, &changes, &precondition);
+        store::as_caller(&client, user.id, update).await?
+    };
+    Ok(task_response(StatusCode::OK, &task))
+}
+
+/// Replace a task entirely.
+#[utoipa::path(
+    put, path = "/tasks/{id}", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "ETag the task must still have (`*`: any)"),
+    ),
+    request_body = CreateTaskRequest,
+    responses(
+        (status = 200, description = "The replaced task", body = TaskResponse,
+         headers(("ETag" = String, description = "Strong tag of the new version"))),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replace_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateTaskRequest>,
+) -> Result<Response, ApiError> {
+    let changes = TaskInput::from(body).into_new_task()?.into();
+    let precondition = precondition(&headers, id);
+    let client = state.pool.get().await?;
+    let update = store::tasks::update(&client, user.id, id, &changes, &precondition);
+    let task = store::as_caller(&client, user.id, update).await?;
+    Ok(task_response(StatusCode::OK, &task))
+}
+
+/// Delete a task.
+#[utoipa::path(
+    delete, path = "/tasks/{id}", tag = "tasks",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "ETag the task must still have (`*`: any)"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale: nothing deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let precondition = precondition(&headers, id);
+    let client = state.pool.get().await?;
+    let delete = store::tasks::delete(&client, user.id, id, &precondition);
+    store::as_caller(&client, user.id, delete).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

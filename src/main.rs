@@ -1,0 +1,61 @@
+//! The `taskapi` binary: read the settings, then serve (default) or migrate.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use taskapi::app::{Application, ReadyDatabase};
+use taskapi::config::{Cli, CliCommand};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; real environment variables win over it.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
+        )
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if cli.command == Some(CliCommand::Migrate) {
+        let database = ReadyDatabase::prepare(&cli.settings.database()?).await?;
+        tracing::info!("the database schema is up to date");
+        database.shutdown().await;
+        return Ok(());
+    }
+    let settings = cli.settings.validate()?;
+    let app = Application::build(settings).await?;
+    let address = app.local_addr()?;
+    tracing::info!("listening on http://{address} (docs at http://{address}/docs)");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM");
+            let _ = interrupt.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,311 @@
+//! The `tasks` table. Every statement names `owner_id` in its `WHERE` (or inserts it),
+//! and `If-Match` is checked inside the very UPDATE or DELETE that writes, so of many
+//! concurrent writers holding one version exactly one wins.
+
+use deadpool_postgres::Client;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::db::DbError;
+use crate::domain::etag::Precondition;
+use crate::domain::listing::{Sort, SortField, TaskQuery};
+use crate::domain::task::{NewTask, Priority, TaskChanges, TaskStatus};
+
+/// The owner's foreign key (migration V1): violated when the caller was just deleted.
+const OWNER_FKEY: &str = "tasks_owner_id_fkey";
+
+macro_rules! columns {
+    () => {
+        "id, title, description, status::text, priority::text, due_at, completed_at, version, \
+         created_at, updated_at"
+    };
+}
+
+// `$2`/`$3` are NULL for "any"; the text arrays are cast to the enum types in SQL so the
+// driver only ever sends text.
+macro_rules! filters {
+    () => {
+        "owner_id = $1 \
+         AND ($2::text[] IS NULL OR status = ANY ($2::text[]::task_status[])) \
+         AND ($3::text[] IS NULL OR priority = ANY ($3::text[]::task_priority[])) \
+         AND ($4::timestamptz IS NULL OR due_at < $4) \
+         AND ($5::timestamptz IS NULL OR due_at > $5) \
+         AND ($6::text IS NULL OR search @@ plainto_tsquery('simple', $6))"
+    };
+}
+
+macro_rules! list {
+    ($order:literal) => {
+        concat!(
+            "SELECT ", columns!(), " FROM tasks WHERE ", filters!(),
+            " ORDER BY ", $order, " LIMIT $7 OFFSET $8"
+        )
+    };
+}
+
+const COUNT: &str = concat!("SELECT count(*) FROM tasks WHERE ", filters!());
+
+// One statement per sort order, so each is prepared once and planned well. Ties are broken
+// by id in the same direction; tasks without a due date come last both ways.
+const LIST_CREATED_ASC: &str = list!("created_at ASC, id ASC");
+const LIST_CREATED_DESC: &str = list!("created_at DESC, id DESC");
+const LIST_UPDATED_ASC: &str = list!("updated_at ASC, id ASC");
+const LIST_UPDATED_DESC: &str = list!("updated_at DESC, id DESC");
+const LIST_DUE_ASC: &str = list!("due_at ASC NULLS LAST, id ASC");
+const LIST_DUE_DESC: &str = list!("due_at DESC NULLS LAST, id DESC");
+const LIST_PRIORITY_ASC: &str = list!("priority ASC, id ASC");
+const LIST_PRIORITY_DESC: &str = list!("priority DESC, id DESC");
+// Code-point order, whatever the database's collation.
+const LIST_TITLE_ASC: &str = list!("title COLLATE \"C\" ASC, id ASC");
+const LIST_TITLE_DESC: &str = list!("title COLLATE \"C\" DESC, id DESC");
+
+fn list_statement(sort: Sort) -> &'static str {
+    match (sort.field, sort.descending) {
+        (SortField::CreatedAt, false) => LIST_CREATED_ASC,
+        (SortField::CreatedAt, true) => LIST_CREATED_DESC,
+        (SortField::UpdatedAt, false) => LIST_UPDATED_ASC,
+        (SortField::UpdatedAt, true) => LIST_UPDATED_DESC,
+        (SortField::DueAt, false) => LIST_DUE_ASC,
+        (SortField::DueAt, true) => LIST_DUE_DESC,
+        (SortField::Priority, false) => LIST_PRIORITY_ASC,
+        (SortField::Priority, true) => LIST_PRIORITY_DESC,
+        (SortField::Title, false) => LIST_TITLE_ASC,
+        (SortField::Title, true) => LIST_TITLE_DESC,
+    }
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at) \
+     VALUES ($1, $2, $3, $4::text::task_status, $5::text::task_priority, $6, \
+             CASE WHEN $4::text = 'done' THEN now() END) \
+     RETURNING ",
+    columns!()
+);
+
+const GET: &str = concat!("SELECT ", columns!(), " FROM tasks WHERE id = $1 AND owner_id = $2");
+
+const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND owner_id = $2)";
+
+// A field is changed when its parameter says so: `COALESCE` for the non-nullable ones
+// (NULL = unchanged), an explicit flag for the nullable ones (NULL is a value there).
+// `completed_at` follows the resulting status: kept while done, set on becoming done,
+// cleared on leaving it.
+const UPDATE: &str = concat!(
+    "UPDATE tasks SET \
+         title = COALESCE($4::text, title), \
+         description = CASE WHEN $5::boolean THEN $6::text ELSE description END, \
+         status = COALESCE($7::text::task_status, status), \
+         priority = COALESCE($8::text::task_priority, priority), \
+         due_at = CASE WHEN $9::boolean THEN $10::timestamptz ELSE due_at END, \
+         completed_at = CASE WHEN COALESCE($7::text::task_status, status) = 'done' \
+                             THEN COALESCE(completed_at, now()) END, \
+         version = version + 1, \
+         updated_at = now() \
+     WHERE id = $1 AND owner_id = $2 AND ($3::int4[] IS NULL OR version = ANY ($3::int4[])) \
+     RETURNING ",
+    columns!()
+);
+
+const DELETE: &str = "DELETE FROM tasks \
+     WHERE id = $1 AND owner_id = $2 AND ($3::int4[] IS NULL OR version = ANY ($3::int4[]))";
+
+pub(super) fn statements() -> impl Iterator<Item = &'static str> {
+    [
+        COUNT,
+        LIST_CREATED_ASC,
+        LIST_CREATED_DESC,
+        LIST_UPDATED_ASC,
+        LIST_UPDATED_DESC,
+        LIST_DUE_ASC,
+        LIST_DUE_DESC,
+        LIST_PRIORITY_ASC,
+        LIST_PRIORITY_DESC,
+        LIST_TITLE_ASC,
+        LIST_TITLE_DESC,
+        INSERT,
+        GET,
+        EXISTS,
+        UPDATE,
+        DELETE,
+    ]
+    .into_iter()
+}
+
+/// A task as stored.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub due_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+    pub version: i32,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl TryFrom<Row> for TaskRow {
+    type Error = StoreError;
+
+    fn try_from(row: Row) -> Result<Self, StoreError> {
+        let status: &str = row.try_get(3)?;
+        let priority: &str = row.try_get(4)?;
+        let unexpected = |what: String| StoreError::Db(DbError::Unexpected(what));
+        Ok(Self {
+            id: row.try_get(0)?,
+            title: row.try_get(1)?,
+            description: row.try_get(2)?,
+            status: TaskStatus::parse(status).map_err(unexpected)?,
+            priority: Priority::parse(priority).map_err(unexpected)?,
+            due_at: row.try_get(5)?,
+            completed_at: row.try_get(6)?,
+            version: row.try_get(7)?,
+            created_at: row.try_get(8)?,
+            updated_at: row.try_get(9)?,
+        })
+    }
+}
+
+fn owner_gone_or(error: tokio_postgres::Error) -> StoreError {
+    match DbError::from(error) {
+        DbError::ForeignKeyViolation(constraint) if constraint == OWNER_FKEY => StoreError::CallerGone,
+        other => other.into(),
+    }
+}
+
+pub async fn insert(client: &Client, owner: Uuid, task: &NewTask) -> Result<TaskRow, StoreError> {
+    let statement = client.prepare_cached(INSERT).await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &owner,
+                &task.title.as_str(),
+                &task.description.as_ref().map(|d| d.as_str()),
+                &task.status.as_str(),
+                &task.priority.as_str(),
+                &task.due_at,
+            ],
+        )
+        .await
+        .map_err(owner_gone_or)?;
+    row.try_into()
+}
+
+pub async fn get(client: &Client, owner: Uuid, id: Uuid) -> Result<TaskRow, StoreError> {
+    let statement = client.prepare_cached(GET).await?;
+    match client.query_opt(&statement, &[&id, &owner]).await? {
+        Some(row) => row.try_into(),
+        None => Err(StoreError::NotFound),
+    }
+}
+
+/// One page of the owner's tasks and the number of all that match, in one round trip.
+pub async fn list(client: &Client, owner: Uuid, query: &TaskQuery) -> Result<(Vec<TaskRow>, i64), StoreError> {
+    let statuses: Option<Vec<&str>> = (!query.statuses.is_empty())
+        .then(|| query.statuses.iter().map(|s| s.as_str()).collect());
+    let priorities: Option<Vec<&str>> = (!query.priorities.is_empty())
+        .then(|| query.priorities.iter().map(|p| p.as_str()).collect());
+    let filters: [&(dyn ToSql + Sync); 6] = [
+        &owner,
+        &statuses,
+        &priorities,
+        &query.due_before,
+        &query.due_after,
+        &query.q,
+    ];
+    let page: [&(dyn ToSql + Sync); 8] = [
+        filters[0], filters[1], filters[2], filters[3], filters[4], filters[5],
+        &query.limit, &query.offset,
+    ];
+    let (list_statement, count_statement) = tokio::join!(
+        client.prepare_cached(list_statement(query.sort)),
+        client.prepare_cached(COUNT)
+    );
+    let (list_statement, count_statement) = (list_statement?, count_statement?);
+    let (rows, count) = tokio::join!(
+        client.query(&list_statement, &page),
+        client.query_one(&count_statement, &filters)
+    );
+    let tasks = rows?
+        .into_iter()
+        .map(TaskRow::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((tasks, count?.try_get(0)?))
+}
+
+/// Applies `changes` when the precondition holds. No row: the task is missing (or not
+/// the caller's), or, when a version was required, it exists with another version.
+pub async fn update(
+    client: &Client,
+    owner: Uuid,
+    id: Uuid,
+    changes: &TaskChanges,
+    precondition: &Precondition,
+) -> Result<TaskRow, StoreError> {
+    let statement = client.prepare_cached(UPDATE).await?;
+    let description = changes.description.as_ref();
+    let due_at = changes.due_at.as_ref();
+    let row = client
+        .query_opt(
+            &statement,
+            &[
+                &id,
+                &owner,
+                &precondition.versions(),
+                &changes.title.as_ref().map(|t| t.as_str()),
+                &description.is_some(),
+                &description.and_then(|d| d.as_ref().map(|d| d.as_str())),
+                &changes.status.map(TaskStatus::as_str),
+                &changes.priority.map(Priority::as_str),
+                &due_at.is_some(),
+                &due_at.copied().flatten(),
+            ],
+        )
+        .await?;
+    match row {
+        Some(row) => row.try_into(),
+        None => Err(missing_or_stale(client, owner, id, precondition).await),
+    }
+}
+
+/// Deletes the task when the precondition holds.
+pub async fn delete(
+    client: &Client,
+    owner: Uuid,
+    id: Uuid,
+    precondition: &Precondition,
+) -> Result<(), StoreError> {
+    let statement = client.prepare_cached(DELETE).await?;
+    let deleted = client
+        .execute(&statement, &[&id, &owner, &precondition.versions()])
+        .await?;
+    if deleted == 1 {
+        Ok(())
+    } else {
+        Err(missing_or_stale(client, owner, id, precondition).await)
+    }
+}
+
+/// After a write touched no row: 412 if the caller's task exists but a version was
+/// required, else 404 (another user's task is never revealed).
+async fn missing_or_stale(client: &Client, owner: Uuid, id: Uuid, precondition: &Precondition) -> StoreError {
+    if precondition.versions().is_none() {
+        return StoreError::NotFound;
+    }
+    let exists = async {
+        let statement = client.prepare_cached(EXISTS).await?;
+        let row = client.query_one(&statement, &[&id, &owner]).await?;
+        Ok::<bool, StoreError>(row.try_get(0)?)
+    };
+    match exists.await {
+        Ok(true) => StoreError::PreconditionFailed,
+        Ok(false) => StoreError::NotFound,
+        Err(error) => error,
+    }
+}
