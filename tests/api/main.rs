@@ -1,0 +1,12 @@
+//! The API test suite: real HTTP against the real router, on a real PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod conventions;
+mod openapi;
+mod outage;
+mod tasks_crud;
+mod tasks_list;
+mod tokens;
