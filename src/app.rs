@@ -54,12 +54,13 @@ impl ReadyDatabase {
     /// Starts the private server if needed, creates its database, applies migrations.
     pub async fn prepare(database: &Database) -> Result<Self, StartupError> {
         let (config, server) = match database {
-            Database::External(config) => (config.clone(), None),
+            Database::External(config) => (config.as_ref().clone(), None),
             Database::Private(options) => {
                 let options = options.clone();
-                let server = tokio::task::spawn_blocking(move || private::PrivatePostgres::start(&options))
-                    .await
-                    .map_err(|e| StartupError::Internal(e.to_string()))??;
+                let server =
+                    tokio::task::spawn_blocking(move || private::PrivatePostgres::start(&options))
+                        .await
+                        .map_err(|e| StartupError::Internal(e.to_string()))??;
                 db::ensure_database(&server.config("postgres"), private::DATABASE_NAME).await?;
                 (server.config(private::DATABASE_NAME), Some(server))
             }
@@ -94,7 +95,10 @@ impl Application {
     }
 
     /// Like `build`, on a database already prepared.
-    pub async fn build_on(settings: Settings, database: ReadyDatabase) -> Result<Self, StartupError> {
+    pub async fn build_on(
+        settings: Settings,
+        database: ReadyDatabase,
+    ) -> Result<Self, StartupError> {
         let pool = db::pool(database.config.clone(), settings.database_pool_size)?;
         let client = pool.get().await.map_err(DbError::from)?;
         crate::store::prepare_all(&client)
@@ -137,7 +141,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the
     /// pool and stops the private database.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let router = crate::http::router(self.state.clone());
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

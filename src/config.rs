@@ -66,7 +66,7 @@ pub struct RawSettings {
 #[derive(Debug, Clone)]
 pub enum Database {
     /// A server of the operator's (`DATABASE_URL`).
-    External(tokio_postgres::Config),
+    External(Box<tokio_postgres::Config>),
     /// The private server under the data directory.
     Private(private::Options),
 }
@@ -127,7 +127,7 @@ impl RawSettings {
     pub fn database(&self) -> Result<Database, ConfigError> {
         match &self.database_url {
             Some(url) => tokio_postgres::Config::from_str(url)
-                .map(Database::External)
+                .map(|config| Database::External(Box::new(config)))
                 .map_err(|e| ConfigError::DatabaseUrl(e.to_string())),
             None => Ok(Database::Private(private::Options {
                 data_dir: self.data_dir.clone(),
@@ -202,7 +202,10 @@ mod tests {
         let second = load_or_create_secret(&dir).unwrap();
         assert_eq!(first.expose(), second.expose());
         assert_eq!(first.expose().len(), 64);
-        let mode = fs::metadata(dir.join("secret_key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.join("secret_key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         fs::remove_dir_all(dir).unwrap();
     }

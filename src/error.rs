@@ -142,10 +142,9 @@ impl ApiError {
                         .collect(),
                 ),
             },
-            Self::Unavailable(_) => Problem::for_status(
-                status,
-                "the database is unavailable; try again shortly",
-            ),
+            Self::Unavailable(_) => {
+                Problem::for_status(status, "the database is unavailable; try again shortly")
+            }
             Self::Internal(_) => Problem::for_status(status, "an unexpected error occurred"),
         }
     }

@@ -32,7 +32,9 @@ impl FromRequestParts<AppState> for CurrentUser {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
-            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <token>`"))?;
+            .ok_or(ApiError::Unauthorized(
+                "the Authorization header must be `Bearer <token>`",
+            ))?;
         let claims = state.tokens.verify(token).map_err(|error| {
             tracing::debug!(%error, "token refused");
             ApiError::Unauthorized("the access token is invalid or expired")

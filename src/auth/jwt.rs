@@ -89,7 +89,8 @@ impl TokenService {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
         if claims.iat > OffsetDateTime::now_utc().unix_timestamp() {
             return Err(TokenError::IssuedInFuture);
         }
@@ -143,14 +144,26 @@ mod tests {
     #[test]
     fn other_keys_and_algorithms_are_refused() {
         let good = claims(0, 0, 600);
-        assert!(service().verify(&sign(&good, &b"x".repeat(32), Algorithm::HS256)).is_err());
-        assert!(service().verify(&sign(&good, &b"k".repeat(32), Algorithm::HS512)).is_err());
+        assert!(
+            service()
+                .verify(&sign(&good, &b"x".repeat(32), Algorithm::HS256))
+                .is_err()
+        );
+        assert!(
+            service()
+                .verify(&sign(&good, &b"k".repeat(32), Algorithm::HS512))
+                .is_err()
+        );
     }
 
     #[test]
     fn a_non_uuid_subject_is_refused() {
         let mut bad = claims(0, 0, 600);
         bad["sub"] = serde_json::json!("admin");
-        assert!(service().verify(&sign(&bad, &b"k".repeat(32), Algorithm::HS256)).is_err());
+        assert!(
+            service()
+                .verify(&sign(&bad, &b"k".repeat(32), Algorithm::HS256))
+                .is_err()
+        );
     }
 }

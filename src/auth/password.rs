@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
@@ -54,7 +56,8 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
 impl PasswordHasher {
     /// `max_concurrent` hashes at once (usually the number of cores).
     pub async fn new(max_concurrent: usize) -> Result<Self, HashError> {
-        let dummy = tokio::task::spawn_blocking(|| hash_blocking("taskapi dummy password")).await??;
+        let dummy =
+            tokio::task::spawn_blocking(|| hash_blocking("taskapi dummy password")).await??;
         Ok(Self {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             dummy_hash: dummy.into(),
@@ -62,16 +65,28 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         tokio::task::spawn_blocking(move || hash_blocking(password.expose())).await?
     }
 
     /// Checks `password` against `stored`; with no stored hash (unknown account) it
     /// verifies against the dummy hash and fails, taking the same time.
-    pub async fn verify(&self, password: Password, stored: Option<String>) -> Result<bool, HashError> {
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<bool, HashError> {
         let known = stored.is_some();
         let phc: Arc<str> = stored.map_or_else(|| self.dummy_hash.clone(), Arc::from);
-        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let matches =
             tokio::task::spawn_blocking(move || verify_blocking(password.expose(), &phc)).await?;
         Ok(known && matches)

@@ -57,7 +57,9 @@ pub enum StartError {
          TASKAPI_DATA_DIR (e.g. under /var/lib or /tmp), or set DATABASE_URL"
     )]
     NotTraversable { dir: PathBuf, blocker: PathBuf },
-    #[error("{0} exists but is not a PostgreSQL cluster; move it away or choose another TASKAPI_DATA_DIR")]
+    #[error(
+        "{0} exists but is not a PostgreSQL cluster; move it away or choose another TASKAPI_DATA_DIR"
+    )]
     NotACluster(PathBuf),
     #[error("initdb failed: {0}")]
     Initdb(String),
@@ -98,12 +100,14 @@ impl PrivatePostgres {
     /// connections. Blocking: call it from `spawn_blocking` in async code.
     pub fn start(options: &Options) -> Result<Self, StartError> {
         let bin_dir = find_bin_dir().ok_or(StartError::BinariesNotFound)?;
-        fs::create_dir_all(&options.data_dir)
-            .map_err(io_error(format!("cannot create {}", options.data_dir.display())))?;
-        let data_dir = options
-            .data_dir
-            .canonicalize()
-            .map_err(io_error(format!("cannot resolve {}", options.data_dir.display())))?;
+        fs::create_dir_all(&options.data_dir).map_err(io_error(format!(
+            "cannot create {}",
+            options.data_dir.display()
+        )))?;
+        let data_dir = options.data_dir.canonicalize().map_err(io_error(format!(
+            "cannot resolve {}",
+            options.data_dir.display()
+        )))?;
         let lock = lock_data_dir(&data_dir)?;
         let run_as = run_as()?;
         if let Some(run_as) = run_as {
@@ -230,7 +234,7 @@ fn find_bin_dir() -> Option<PathBuf> {
             Some((version, entry.path().join("bin")))
         })
         .collect();
-    installed.sort_by(|a, b| b.0.cmp(&a.0));
+    installed.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     from_path
         .into_iter()
         .chain(from_pg_config)
@@ -285,7 +289,9 @@ fn run_as() -> Result<Option<RunAs>, StartError> {
 /// Every parent of the data directory must be searchable by the `postgres` user.
 fn check_traversable(data_dir: &Path, run_as: RunAs) -> Result<(), StartError> {
     for dir in data_dir.ancestors().skip(1) {
-        let Ok(meta) = fs::metadata(dir) else { continue };
+        let Ok(meta) = fs::metadata(dir) else {
+            continue;
+        };
         let mode = meta.permissions().mode();
         let reachable = if meta.uid() == run_as.uid {
             mode & 0o100 != 0
@@ -305,8 +311,10 @@ fn check_traversable(data_dir: &Path, run_as: RunAs) -> Result<(), StartError> {
 }
 
 fn chown_to(path: &Path, run_as: RunAs) -> Result<(), StartError> {
-    chown(path, Some(run_as.uid), Some(run_as.gid))
-        .map_err(io_error(format!("cannot hand {} to the postgres user", path.display())))
+    chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(io_error(format!(
+        "cannot hand {} to the postgres user",
+        path.display()
+    )))
 }
 
 fn command_as(program: &Path, run_as: Option<RunAs>) -> Command {
@@ -329,7 +337,8 @@ fn init_cluster_once(
     if fs::read_dir(cluster).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(StartError::NotACluster(cluster.to_owned()));
     }
-    fs::create_dir_all(cluster).map_err(io_error(format!("cannot create {}", cluster.display())))?;
+    fs::create_dir_all(cluster)
+        .map_err(io_error(format!("cannot create {}", cluster.display())))?;
     fs::set_permissions(cluster, fs::Permissions::from_mode(0o700))
         .map_err(io_error(format!("cannot restrict {}", cluster.display())))?;
     if let Some(run_as) = run_as {
@@ -339,7 +348,14 @@ fn init_cluster_once(
     initdb
         .arg("--pgdata")
         .arg(cluster)
-        .args(["--username", SUPERUSER, "--encoding", "UTF8", "--locale", "C.UTF-8"])
+        .args([
+            "--username",
+            SUPERUSER,
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C.UTF-8",
+        ])
         // Only the Unix socket, in a directory only the server's OS user (and root) can
         // enter, reaches the server.
         .args(["--auth-local", "trust", "--auth-host", "reject"])
@@ -347,9 +363,7 @@ fn init_cluster_once(
     if ephemeral {
         initdb.arg("--no-sync");
     }
-    let output = initdb
-        .output()
-        .map_err(io_error("cannot run initdb"))?;
+    let output = initdb.output().map_err(io_error("cannot run initdb"))?;
     if !output.status.success() {
         return Err(StartError::Initdb(format!(
             "{}{}",
@@ -425,7 +439,12 @@ fn spawn_watchdog(
         .arg("-k")
         .arg(socket_dir)
         .args(["-p", &PORT.to_string()])
-        .args(["-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"])
+        .args([
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "unix_socket_permissions=0700",
+        ])
         .args(["-c", "max_connections=200"]);
     if remove_after.is_some() {
         command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);

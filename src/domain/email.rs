@@ -55,7 +55,9 @@ fn is_atext(c: char) -> bool {
 fn is_valid_local_part(local: &str) -> bool {
     !local.is_empty()
         && local.len() <= MAX_LOCAL_LEN
-        && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 fn is_valid_domain(domain: &str) -> bool {

@@ -76,7 +76,10 @@ mod tests {
     #[test]
     fn star_and_absence_match_any_version() {
         let id = Uuid::new_v4();
-        assert_eq!(Precondition::from_if_match([], id), Precondition::AnyVersion);
+        assert_eq!(
+            Precondition::from_if_match([], id),
+            Precondition::AnyVersion
+        );
         let listed = format!("{}, *", task_etag(id, 1));
         assert_eq!(
             Precondition::from_if_match([listed.as_str()], id),

@@ -237,6 +237,9 @@ mod tests {
     #[test]
     fn blank_search_text_is_no_filter() {
         assert_eq!(TaskQuery::parse("q=+++").unwrap().q, None);
-        assert_eq!(TaskQuery::parse("q=%25off").unwrap().q.as_deref(), Some("%off"));
+        assert_eq!(
+            TaskQuery::parse("q=%25off").unwrap().q.as_deref(),
+            Some("%off")
+        );
     }
 }

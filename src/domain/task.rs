@@ -38,8 +38,9 @@ impl TaskStatus {
 }
 
 /// How urgent a task is; the variants are in rank order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-#[derive(serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -99,7 +100,9 @@ impl Description {
     pub fn parse(raw: String) -> Result<Self, String> {
         reject_nul(&raw)?;
         if raw.chars().count() > DESCRIPTION_MAX_CHARS {
-            return Err(format!("must be at most {DESCRIPTION_MAX_CHARS} characters"));
+            return Err(format!(
+                "must be at most {DESCRIPTION_MAX_CHARS} characters"
+            ));
         }
         Ok(Self(raw))
     }
@@ -249,7 +252,12 @@ struct Changes {
 impl Changes {
     fn parse(errors: &mut ValidationErrors, input: OtherFields) -> Self {
         Self {
-            description: parse_nullable(errors, "description", input.description, Description::parse),
+            description: parse_nullable(
+                errors,
+                "description",
+                input.description,
+                Description::parse,
+            ),
             status: parse_required(errors, "status", input.status, |s| TaskStatus::parse(&s)),
             priority: parse_required(errors, "priority", input.priority, |p| Priority::parse(&p)),
             due_at: parse_nullable(errors, "due_at", input.due_at, |d| timestamp::parse(&d)),
@@ -301,7 +309,10 @@ mod tests {
 
     #[test]
     fn title_is_trimmed_and_bounded_in_characters() {
-        assert_eq!(TaskTitle::parse("  Write it \n").unwrap().as_str(), "Write it");
+        assert_eq!(
+            TaskTitle::parse("  Write it \n").unwrap().as_str(),
+            "Write it"
+        );
         assert!(TaskTitle::parse(" \t ").is_err());
         assert!(TaskTitle::parse(&"é".repeat(200)).is_ok());
         assert!(TaskTitle::parse(&"é".repeat(201)).is_err());

@@ -97,7 +97,9 @@ pub async fn register(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let client = state.pool.get().await?;
     let user = store::users::insert(&client, &email, &hash).await?;
-    Ok(no_store((StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response()))
+    Ok(no_store(
+        (StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response(),
+    ))
 }
 
 /// Exchange email and password for an access token.
@@ -120,7 +122,8 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let client = state.pool.get().await?;
     let account =
-        store::users::credentials_by_email(&client, &Email::normalize_for_lookup(&body.email)).await?;
+        store::users::credentials_by_email(&client, &Email::normalize_for_lookup(&body.email))
+            .await?;
     // The connection is not needed while hashing: give it back to the pool.
     drop(client);
     let (user_id, hash) = account.unzip();
@@ -155,10 +158,17 @@ pub async fn login(
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_me(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+pub async fn get_me(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
     let client = state.pool.get().await?;
     let account = store::users::by_id(&client, user.id)
         .await?
-        .ok_or(ApiError::Unauthorized("the token's account no longer exists"))?;
-    Ok(no_store(axum::Json(UserResponse::from(account)).into_response()))
+        .ok_or(ApiError::Unauthorized(
+            "the token's account no longer exists",
+        ))?;
+    Ok(no_store(
+        axum::Json(UserResponse::from(account)).into_response(),
+    ))
 }

@@ -20,9 +20,10 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 )]
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
     let mut response = state.openapi_json.as_ref().clone().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -37,12 +38,15 @@ fn swagger_file(path: &str) -> Result<Response, ApiError> {
     let mut bytes = file.bytes.into_owned();
     if path.is_empty() {
         // `/docs` itself serves the page (no redirect); its assets live under `/docs/`.
-        let html = String::from_utf8_lossy(&bytes).replacen("<head>", "<head><base href=\"/docs/\">", 1);
+        let html =
+            String::from_utf8_lossy(&bytes).replacen("<head>", "<head><base href=\"/docs/\">", 1);
         bytes = html.into_bytes();
     }
     let mut response = (StatusCode::OK, bytes).into_response();
     if let Ok(content_type) = HeaderValue::from_str(&file.content_type) {
-        response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
     }
     Ok(response)
 }

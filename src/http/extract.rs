@@ -36,12 +36,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection: BytesRejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-                _ => ApiError::MalformedBody("the request body could not be read".to_owned()),
-            })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection: BytesRejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                    _ => ApiError::MalformedBody("the request body could not be read".to_owned()),
+                })?;
         parse_json(&bytes).map(Self)
     }
 }
@@ -63,7 +64,10 @@ fn classify(error: serde_json::Error, path: &str) -> ApiError {
     match error.classify() {
         serde_json::error::Category::Data => {
             let message = strip_position(&error.to_string());
-            ApiError::Validation(ValidationErrors::single(&field_name(path, &message), message))
+            ApiError::Validation(ValidationErrors::single(
+                &field_name(path, &message),
+                message,
+            ))
         }
         _ => ApiError::MalformedBody(format!("the request body is not valid JSON: {error}")),
     }
@@ -97,10 +101,13 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        Uuid::try_parse(&raw).map(Self).map_err(|_| ApiError::NotFound)
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound)?;
+        Uuid::try_parse(&raw)
+            .map(Self)
+            .map_err(|_| ApiError::NotFound)
     }
 }
 
@@ -119,9 +126,10 @@ mod tests {
     fn status_and_field(json: &str) -> (StatusCode, Option<String>) {
         match parse_json::<Body>(json.as_bytes()) {
             Ok(_) => (StatusCode::OK, None),
-            Err(ApiError::Validation(errors)) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, Some(errors.0[0].field.clone()))
-            }
+            Err(ApiError::Validation(errors)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(errors.0[0].field.clone()),
+            ),
             Err(other) => (other.status(), None),
         }
     }
@@ -130,7 +138,10 @@ mod tests {
     fn syntax_errors_are_400_and_shape_errors_are_422_with_the_field() {
         assert_eq!(status_and_field(r#"{"name":"a"}"#).0, StatusCode::OK);
         assert_eq!(status_and_field(r#"{"name":"#).0, StatusCode::BAD_REQUEST);
-        assert_eq!(status_and_field(r#"{"name":"a"} x"#).0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status_and_field(r#"{"name":"a"} x"#).0,
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(status_and_field("").0, StatusCode::BAD_REQUEST);
         assert_eq!(
             status_and_field(r#"{"name":5}"#),
@@ -153,7 +164,10 @@ mod tests {
     #[test]
     fn invalid_utf8_is_a_400() {
         let bytes = b"{\"name\":\"\xff\"}";
-        assert!(matches!(parse_json::<Body>(bytes), Err(ApiError::MalformedBody(_))));
+        assert!(matches!(
+            parse_json::<Body>(bytes),
+            Err(ApiError::MalformedBody(_))
+        ));
     }
 
     #[test]

@@ -25,10 +25,13 @@ pub struct HealthResponse {
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
     let client = state.pool.get().await?;
-    client.simple_query("SELECT 1").await.map_err(|e| match DbError::from(e) {
-        // Any failure of `SELECT 1` means the database is not serving.
-        DbError::Unavailable(detail) => ApiError::Unavailable(detail),
-        other => ApiError::Unavailable(other.to_string()),
-    })?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| match DbError::from(e) {
+            // Any failure of `SELECT 1` means the database is not serving.
+            DbError::Unavailable(detail) => ApiError::Unavailable(detail),
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
     Ok(axum::Json(HealthResponse { status: "ok" }).into_response())
 }

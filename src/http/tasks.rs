@@ -140,7 +140,10 @@ pub struct TaskListResponse {
 /// are 422.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[expect(dead_code, reason = "documents the query; it is parsed by domain::listing")]
+#[expect(
+    dead_code,
+    reason = "documents the query; it is parsed by domain::listing"
+)]
 pub struct ListTasksQuery {
     /// Page size, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -166,7 +169,10 @@ pub struct ListTasksQuery {
     /// `created_at`, `updated_at`, `due_at`, `priority` (rank low < medium < high < urgent)
     /// or `title`, optionally prefixed by `-` for descending. Ties are broken by id in the
     /// same direction; undated tasks sort last either way.
-    #[param(default = "-created_at", pattern = "^-?(created_at|updated_at|due_at|priority|title)$")]
+    #[param(
+        default = "-created_at",
+        pattern = "^-?(created_at|updated_at|due_at|priority|title)$"
+    )]
     sort: Option<String>,
 }
 
@@ -240,8 +246,12 @@ pub async fn list_tasks(
 ) -> Result<Response, ApiError> {
     let query = TaskQuery::parse(raw.as_deref().unwrap_or_default())?;
     let client = state.pool.get().await?;
-    let (tasks, total) =
-        store::as_caller(&client, user.id, store::tasks::list(&client, user.id, &query)).await?;
+    let (tasks, total) = store::as_caller(
+        &client,
+        user.id,
+        store::tasks::list(&client, user.id, &query),
+    )
+    .await?;
     let body = TaskListResponse {
         items: tasks.iter().map(TaskResponse::from).collect(),
         total,
@@ -308,7 +318,8 @@ pub async fn update_task(
     let client = state.pool.get().await?;
     let task = if changes.is_empty() {
         // `{}` changes nothing, so the version (and ETag) stays; the precondition still holds.
-        let task = store::as_caller(&client, user.id, store::tasks::get(&client, user.id, id)).await?;
+        let task =
+            store::as_caller(&client, user.id, store::tasks::get(&client, user.id, id)).await?;
         match precondition.versions() {
             Some(versions) if !versions.contains(&task.version) => {
                 return Err(StoreError::PreconditionFailed.into());

@@ -40,8 +40,13 @@ macro_rules! filters {
 macro_rules! list {
     ($order:literal) => {
         concat!(
-            "SELECT ", columns!(), " FROM tasks WHERE ", filters!(),
-            " ORDER BY ", $order, " LIMIT $7 OFFSET $8"
+            "SELECT ",
+            columns!(),
+            " FROM tasks WHERE ",
+            filters!(),
+            " ORDER BY ",
+            $order,
+            " LIMIT $7 OFFSET $8"
         )
     };
 }
@@ -85,7 +90,11 @@ const INSERT: &str = concat!(
     columns!()
 );
 
-const GET: &str = concat!("SELECT ", columns!(), " FROM tasks WHERE id = $1 AND owner_id = $2");
+const GET: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM tasks WHERE id = $1 AND owner_id = $2"
+);
 
 const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND owner_id = $2)";
 
@@ -173,7 +182,9 @@ impl TryFrom<Row> for TaskRow {
 
 fn owner_gone_or(error: tokio_postgres::Error) -> StoreError {
     match DbError::from(error) {
-        DbError::ForeignKeyViolation(constraint) if constraint == OWNER_FKEY => StoreError::CallerGone,
+        DbError::ForeignKeyViolation(constraint) if constraint == OWNER_FKEY => {
+            StoreError::CallerGone
+        }
         other => other.into(),
     }
 }
@@ -206,9 +217,13 @@ pub async fn get(client: &Client, owner: Uuid, id: Uuid) -> Result<TaskRow, Stor
 }
 
 /// One page of the owner's tasks and the number of all that match, in one round trip.
-pub async fn list(client: &Client, owner: Uuid, query: &TaskQuery) -> Result<(Vec<TaskRow>, i64), StoreError> {
-    let statuses: Option<Vec<&str>> = (!query.statuses.is_empty())
-        .then(|| query.statuses.iter().map(|s| s.as_str()).collect());
+pub async fn list(
+    client: &Client,
+    owner: Uuid,
+    query: &TaskQuery,
+) -> Result<(Vec<TaskRow>, i64), StoreError> {
+    let statuses: Option<Vec<&str>> =
+        (!query.statuses.is_empty()).then(|| query.statuses.iter().map(|s| s.as_str()).collect());
     let priorities: Option<Vec<&str>> = (!query.priorities.is_empty())
         .then(|| query.priorities.iter().map(|p| p.as_str()).collect());
     let filters: [&(dyn ToSql + Sync); 6] = [
@@ -220,8 +235,14 @@ pub async fn list(client: &Client, owner: Uuid, query: &TaskQuery) -> Result<(Ve
         &query.q,
     ];
     let page: [&(dyn ToSql + Sync); 8] = [
-        filters[0], filters[1], filters[2], filters[3], filters[4], filters[5],
-        &query.limit, &query.offset,
+        filters[0],
+        filters[1],
+        filters[2],
+        filters[3],
+        filters[4],
+        filters[5],
+        &query.limit,
+        &query.offset,
     ];
     let (list_statement, count_statement) = tokio::join!(
         client.prepare_cached(list_statement(query.sort)),
@@ -294,7 +315,12 @@ pub async fn delete(
 
 /// After a write touched no row: 412 if the caller's task exists but a version was
 /// required, else 404 (another user's task is never revealed).
-async fn missing_or_stale(client: &Client, owner: Uuid, id: Uuid, precondition: &Precondition) -> StoreError {
+async fn missing_or_stale(
+    client: &Client,
+    owner: Uuid,
+    id: Uuid,
+    precondition: &Precondition,
+) -> StoreError {
     if precondition.versions().is_none() {
         return StoreError::NotFound;
     }

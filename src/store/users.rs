@@ -40,9 +40,16 @@ impl TryFrom<tokio_postgres::Row> for UserRow {
 }
 
 /// Creates an account; `EmailTaken` when the address (in any case) is registered.
-pub async fn insert(client: &Client, email: &Email, password_hash: &str) -> Result<UserRow, StoreError> {
+pub async fn insert(
+    client: &Client,
+    email: &Email,
+    password_hash: &str,
+) -> Result<UserRow, StoreError> {
     let statement = client.prepare_cached(INSERT).await?;
-    match client.query_one(&statement, &[&email.as_str(), &password_hash]).await {
+    match client
+        .query_one(&statement, &[&email.as_str(), &password_hash])
+        .await
+    {
         Ok(row) => Ok(UserRow::try_from(row)?),
         Err(error) => match DbError::from(error) {
             DbError::UniqueViolation(constraint) if constraint == EMAIL_UNIQUE => {

@@ -10,18 +10,32 @@ use crate::helpers::{TestApp, assert_invalid_fields, assert_problem};
 async fn bodies_that_are_not_json_are_415() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
-        let mut request = app.request(Method::POST, "/tasks", Some(&user.token)).body(r#"{"title":"x"}"#);
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = app
+            .request(Method::POST, "/tasks", Some(&user.token))
+            .body(r#"{"title":"x"}"#);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        assert_problem(request.send().await.unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        assert_problem(
+            request.send().await.unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        )
+        .await;
     }
     let request = app
         .request(Method::POST, "/auth/register", None)
         .header("content-type", "text/plain")
         .body("{}");
-    assert_problem(request.send().await.unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_problem(
+        request.send().await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
     // A charset parameter is fine.
     let request = app
         .request(Method::POST, "/tasks", Some(&user.token))
@@ -34,7 +48,13 @@ async fn bodies_that_are_not_json_are_415() {
 async fn unparseable_bodies_are_400() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    let bodies: [&[u8]; 5] = [b"{", b"", b"{\"title\": \"x\"} trailing", b"{\"title\": \"\xff\xfe\"}", b"nul"];
+    let bodies: [&[u8]; 5] = [
+        b"{",
+        b"",
+        b"{\"title\": \"x\"} trailing",
+        b"{\"title\": \"\xff\xfe\"}",
+        b"nul",
+    ];
     for body in bodies {
         let request = app
             .request(Method::POST, "/tasks", Some(&user.token))
@@ -66,8 +86,15 @@ async fn a_body_of_exactly_64_kib_is_accepted_and_one_byte_more_is_413() {
     let register = app
         .request(Method::POST, "/auth/register", None)
         .header("content-type", "application/json")
-        .body(format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "p".repeat(70_000)));
-    assert_problem(register.send().await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE).await;
+        .body(format!(
+            r#"{{"email":"a@example.com","password":"{}"}}"#,
+            "p".repeat(70_000)
+        ));
+    assert_problem(
+        register.send().await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -84,7 +111,11 @@ async fn wrong_methods_are_405_with_allow() {
         (Method::DELETE, "/health", vec!["GET", "HEAD"]),
         (Method::PUT, "/tasks", vec!["GET", "HEAD", "POST"]),
         (Method::GET, "/auth/login", vec!["POST"]),
-        (Method::POST, "/tasks/00000000-0000-0000-0000-000000000000", vec!["DELETE", "GET", "HEAD", "PATCH", "PUT"]),
+        (
+            Method::POST,
+            "/tasks/00000000-0000-0000-0000-000000000000",
+            vec!["DELETE", "GET", "HEAD", "PATCH", "PUT"],
+        ),
     ] {
         let response = app.request(method, path, None).send().await.unwrap();
         let mut allow: Vec<String> = response.headers()["allow"]
@@ -103,8 +134,13 @@ async fn wrong_methods_are_405_with_allow() {
 async fn text_postgresql_cannot_store_is_422_not_500() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    for body in [json!({"title": "nul\u{0}inside"}), json!({"title": "ok", "description": "\u{0}"})] {
-        let response = app.send_json(Method::POST, "/tasks", Some(&user.token), &body).await;
+    for body in [
+        json!({"title": "nul\u{0}inside"}),
+        json!({"title": "ok", "description": "\u{0}"}),
+    ] {
+        let response = app
+            .send_json(Method::POST, "/tasks", Some(&user.token), &body)
+            .await;
         assert_invalid_fields(response).await;
     }
     let response = app.get("/tasks?q=a%00b", Some(&user.token)).await;

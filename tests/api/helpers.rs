@@ -22,7 +22,9 @@ pub async fn database() -> &'static ReadyDatabase {
     DATABASE
         .get_or_init(|| async {
             let target = match std::env::var("DATABASE_URL") {
-                Ok(url) => Database::External(url.parse().expect("DATABASE_URL must be valid")),
+                Ok(url) => {
+                    Database::External(Box::new(url.parse().expect("DATABASE_URL must be valid")))
+                }
                 Err(_) => Database::Private(private::Options {
                     data_dir: std::env::temp_dir().join(format!("taskapi-test-{}", Uuid::new_v4())),
                     ephemeral: true,
@@ -39,7 +41,7 @@ pub async fn database() -> &'static ReadyDatabase {
 
 pub fn settings(config: tokio_postgres::Config) -> Settings {
     Settings {
-        database: Database::External(config),
+        database: Database::External(Box::new(config)),
         secret_key: SecretKey::new(SECRET.to_vec()).expect("the test key is long enough"),
         access_token_expire_minutes: 30,
         host: "127.0.0.1".to_owned(),
@@ -106,7 +108,13 @@ impl TestApp {
         }
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, token: Option<&str>, body: &Value) -> Response {
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
         self.request(method, path, token)
             .json(body)
             .send()
@@ -115,17 +123,30 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
-        self.request(Method::GET, path, token).send().await.expect("request sent")
+        self.request(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.send_json(Method::POST, "/auth/register", None, &json!({"email": email, "password": password}))
-            .await
+        self.send_json(
+            Method::POST,
+            "/auth/register",
+            None,
+            &json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.send_json(Method::POST, "/auth/login", None, &json!({"email": email, "password": password}))
-            .await
+        self.send_json(
+            Method::POST,
+            "/auth/login",
+            None,
+            &json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Registers and logs in a fresh user.
@@ -148,14 +169,18 @@ impl TestApp {
 
     /// Creates a task for `user` and returns its JSON.
     pub async fn create_task(&self, user: &TestUser, body: Value) -> Value {
-        let response = self.send_json(Method::POST, "/tasks", Some(&user.token), &body).await;
+        let response = self
+            .send_json(Method::POST, "/tasks", Some(&user.token), &body)
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED, "creating {body}");
         json_body(response).await
     }
 
     /// A direct connection to the database, for checks behind the API's back.
     pub async fn db(&self) -> tokio_postgres::Client {
-        taskapi::db::connect(&self.db_config).await.expect("db connection")
+        taskapi::db::connect(&self.db_config)
+            .await
+            .expect("db connection")
     }
 }
 
@@ -178,7 +203,15 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(body["status"], status.as_u16());
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
     let text = body.to_string().to_lowercase();
-    for leak in ["select ", "insert ", "update tasks", "argon2", "$argon", "eyj", "panicked"] {
+    for leak in [
+        "select ",
+        "insert ",
+        "update tasks",
+        "argon2",
+        "$argon",
+        "eyj",
+        "panicked",
+    ] {
         assert!(!text.contains(leak), "problem leaks {leak:?}: {text}");
     }
     body

@@ -27,7 +27,9 @@ impl Proxy {
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { break };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    break;
+                };
                 let host = host.clone();
                 connections.spawn(async move {
                     match host {
@@ -37,7 +39,10 @@ impl Proxy {
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                         }
                         Host::Tcp(name) => {
-                            let mut server = tokio::net::TcpStream::connect((name.as_str(), upstream_port)).await.unwrap();
+                            let mut server =
+                                tokio::net::TcpStream::connect((name.as_str(), upstream_port))
+                                    .await
+                                    .unwrap();
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                         }
                     }
@@ -73,16 +78,24 @@ async fn an_unreachable_database_gives_a_quick_503_on_health_and_task_routes() {
     let app = TestApp::spawn_on(config).await;
     let user = app.new_user().await;
     assert_eq!(app.get("/health", None).await.status(), StatusCode::OK);
-    assert_eq!(app.get("/tasks", Some(&user.token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/tasks", Some(&user.token)).await.status(),
+        StatusCode::OK
+    );
 
     proxy.cut();
 
     for path in ["/health", "/tasks", "/health", "/auth/me", "/tasks"] {
         let started = Instant::now();
-        let response = tokio::time::timeout(Duration::from_secs(10), app.get(path, Some(&user.token)))
-            .await
-            .expect("a 503, not a hang");
-        assert!(started.elapsed() < Duration::from_secs(5), "{path} took {:?}", started.elapsed());
+        let response =
+            tokio::time::timeout(Duration::from_secs(10), app.get(path, Some(&user.token)))
+                .await
+                .expect("a 503, not a hang");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} took {:?}",
+            started.elapsed()
+        );
         let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
         assert!(!problem.to_string().contains("127.0.0.1"));
     }

@@ -29,8 +29,14 @@ fn b64(bytes: &[u8]) -> String {
 async fn assert_refused(app: &TestApp, token: &str) {
     for path in ["/auth/me", "/tasks"] {
         let response = app.get(path, Some(token)).await;
-        let challenge = response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
-        assert!(challenge.is_some_and(|c| c.starts_with("Bearer")), "{path}: {token}");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            challenge.is_some_and(|c| c.starts_with("Bearer")),
+            "{path}: {token}"
+        );
         assert_problem(response, StatusCode::UNAUTHORIZED).await;
     }
 }
@@ -40,7 +46,12 @@ async fn a_correctly_signed_token_is_accepted() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
     let token = sign(&claims_for(user.id), SECRET, Algorithm::HS256);
-    assert_eq!(app.get("/auth/me", Some(&token)).await.status(), StatusCode::OK);
+    let me = app.get("/auth/me", Some(&token)).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(
+        crate::helpers::json_body(me).await["email"],
+        user.email.as_str()
+    );
 }
 
 #[tokio::test]
@@ -68,7 +79,15 @@ async fn tokens_signed_with_another_key_or_algorithm_are_refused() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
     let claims = claims_for(user.id);
-    assert_refused(&app, &sign(&claims, b"another-secret-key-that-is-32-bytes-long!", Algorithm::HS256)).await;
+    assert_refused(
+        &app,
+        &sign(
+            &claims,
+            b"another-secret-key-that-is-32-bytes-long!",
+            Algorithm::HS256,
+        ),
+    )
+    .await;
     assert_refused(&app, &sign(&claims, SECRET, Algorithm::HS384)).await;
     assert_refused(&app, &sign(&claims, SECRET, Algorithm::HS512)).await;
 }
@@ -78,7 +97,11 @@ async fn unsigned_alg_none_tokens_are_refused() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
     let payload = b64(claims_for(user.id).to_string().as_bytes());
-    for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"None"}"#, r#"{"alg":"HS256"}"#] {
+    for header in [
+        r#"{"alg":"none","typ":"JWT"}"#,
+        r#"{"alg":"None"}"#,
+        r#"{"alg":"HS256"}"#,
+    ] {
         let token = format!("{}.{payload}.", b64(header.as_bytes()));
         assert_refused(&app, &token).await;
     }
@@ -105,10 +128,20 @@ async fn tampered_tokens_are_refused() {
 async fn malformed_tokens_and_headers_are_refused() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    for token in ["", "garbage", "a.b.c", "a.b", &format!("{}.extra", user.token)] {
+    for token in [
+        "",
+        "garbage",
+        "a.b.c",
+        "a.b",
+        &format!("{}.extra", user.token),
+    ] {
         assert_refused(&app, token).await;
     }
-    for header in [format!("Basic {}", user.token), user.token.clone(), "Bearer".to_owned()] {
+    for header in [
+        format!("Basic {}", user.token),
+        user.token.clone(),
+        "Bearer".to_owned(),
+    ] {
         let response = app
             .request(reqwest::Method::GET, "/auth/me", None)
             .header("authorization", header)
@@ -142,16 +175,26 @@ async fn a_deleted_users_token_is_refused_on_every_protected_route() {
     let user = app.new_user().await;
     let task = app.create_task(&user, json!({"title": "mine"})).await;
     let db = app.db().await;
-    db.execute("DELETE FROM users WHERE id = $1", &[&user.id]).await.unwrap();
+    db.execute("DELETE FROM users WHERE id = $1", &[&user.id])
+        .await
+        .unwrap();
 
     assert_refused(&app, &user.token).await;
     let task_path = format!("/tasks/{}", task["id"].as_str().unwrap());
     for (method, path, body) in [
         (reqwest::Method::POST, "/tasks", Some(json!({"title": "x"}))),
         (reqwest::Method::GET, task_path.as_str(), None),
-        (reqwest::Method::PATCH, task_path.as_str(), Some(json!({"title": "y"}))),
+        (
+            reqwest::Method::PATCH,
+            task_path.as_str(),
+            Some(json!({"title": "y"})),
+        ),
         (reqwest::Method::PATCH, task_path.as_str(), Some(json!({}))),
-        (reqwest::Method::PUT, task_path.as_str(), Some(json!({"title": "z"}))),
+        (
+            reqwest::Method::PUT,
+            task_path.as_str(),
+            Some(json!({"title": "z"})),
+        ),
         (reqwest::Method::DELETE, task_path.as_str(), None),
     ] {
         let mut request = app.request(method.clone(), path, Some(&user.token));
@@ -159,7 +202,11 @@ async fn a_deleted_users_token_is_refused_on_every_protected_route() {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
         assert_problem(response, StatusCode::UNAUTHORIZED).await;
     }
 }
