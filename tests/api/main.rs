@@ -7,6 +7,7 @@ mod concurrency;
 mod conventions;
 mod openapi;
 mod outage;
+mod private_postgres;
 mod tasks_crud;
 mod tasks_list;
 mod tokens;
