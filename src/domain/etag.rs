@@ -50,13 +50,14 @@ impl Precondition {
     }
 }
 
+/// The version named by one of our own tags for task `id`. Strong comparison is
+/// character by character, so only the exact spelling we issue counts (`"…-01"` is not
+/// `"…-1"`).
 fn parse_own_tag(tag: &str, id: Uuid) -> Option<i32> {
     let opaque = tag.strip_prefix('"')?.strip_suffix('"')?;
-    let (tag_id, version) = opaque.split_once('-')?;
-    if tag_id != id.simple().to_string() {
-        return None;
-    }
-    version.parse().ok()
+    let (_, version) = opaque.split_once('-')?;
+    let version = version.parse().ok()?;
+    (task_etag(id, version) == tag).then_some(version)
 }
 
 #[cfg(test)]
@@ -97,6 +98,19 @@ mod tests {
             Precondition::from_if_match(values, id),
             Precondition::OneOf(vec![])
         );
+    }
+
+    #[test]
+    fn tags_match_only_when_spelled_exactly_as_issued() {
+        let id = Uuid::new_v4();
+        for variant in ["01", "+1", " 1"] {
+            let tag = format!("\"{}-{variant}\"", id.simple());
+            assert_eq!(
+                Precondition::from_if_match([tag.as_str()], id),
+                Precondition::OneOf(vec![]),
+                "{tag}"
+            );
+        }
     }
 
     #[test]

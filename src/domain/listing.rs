@@ -143,7 +143,12 @@ impl TaskQuery {
                         query.priorities.push(priority);
                     }
                 }
-                "due_before" => query.due_before = errors.check(key, timestamp::parse(&value)),
+                // Stored instants have microsecond precision: a finer bound is rounded up,
+                // so that "strictly before" keeps its meaning.
+                "due_before" => {
+                    query.due_before =
+                        errors.check(key, timestamp::parse(&value).map(ceil_to_micros))
+                }
                 "due_after" => query.due_after = errors.check(key, timestamp::parse(&value)),
                 "q" => {
                     if let Some(()) = errors.check(key, reject_nul(&value)) {
@@ -164,6 +169,13 @@ impl TaskQuery {
             }
         }
         errors.into_result(|| query)
+    }
+}
+
+fn ceil_to_micros(instant: OffsetDateTime) -> OffsetDateTime {
+    match instant.nanosecond() % 1_000 {
+        0 => instant,
+        sub_micro => instant + time::Duration::nanoseconds(i64::from(1_000 - sub_micro)),
     }
 }
 
@@ -232,6 +244,15 @@ mod tests {
             assert_eq!((up.field, up.descending), (field, false));
             assert_eq!((down.field, down.descending), (field, true));
         }
+    }
+
+    #[test]
+    fn due_before_finer_than_a_microsecond_rounds_up() {
+        let query = TaskQuery::parse("due_before=2026-12-01T17:00:00.0000005Z").unwrap();
+        let bound = query.due_before.unwrap();
+        assert_eq!(bound.nanosecond(), 1_000);
+        let exact = TaskQuery::parse("due_before=2026-12-01T17:00:00.000001Z").unwrap();
+        assert_eq!(exact.due_before.unwrap().nanosecond(), 1_000);
     }
 
     #[test]

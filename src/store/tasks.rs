@@ -61,8 +61,10 @@ const LIST_UPDATED_ASC: &str = list!("updated_at ASC, id ASC");
 const LIST_UPDATED_DESC: &str = list!("updated_at DESC, id DESC");
 const LIST_DUE_ASC: &str = list!("due_at ASC NULLS LAST, id ASC");
 const LIST_DUE_DESC: &str = list!("due_at DESC NULLS LAST, id DESC");
-const LIST_PRIORITY_ASC: &str = list!("priority ASC, id ASC");
-const LIST_PRIORITY_DESC: &str = list!("priority DESC, id DESC");
+// Qualified: a bare `priority` would name the `priority::text` output column and sort
+// alphabetically instead of by the enum's rank.
+const LIST_PRIORITY_ASC: &str = list!("tasks.priority ASC, id ASC");
+const LIST_PRIORITY_DESC: &str = list!("tasks.priority DESC, id DESC");
 // Code-point order, whatever the database's collation.
 const LIST_TITLE_ASC: &str = list!("title COLLATE \"C\" ASC, id ASC");
 const LIST_TITLE_DESC: &str = list!("title COLLATE \"C\" DESC, id DESC");
