@@ -86,6 +86,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     database: ReadyDatabase,
+    cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl Application {
@@ -128,6 +129,7 @@ impl Application {
             listener,
             state,
             database,
+            cors_origins: settings.cors_allowed_origins,
         })
     }
 
@@ -145,7 +147,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let router = crate::http::router(self.state.clone());
+        let router = crate::http::router(self.state.clone(), &self.cors_origins);
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -60,6 +60,24 @@ pub struct RawSettings {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub database_pool_size: u16,
+    /// Origins allowed to call the API from a browser (comma-separated). Empty: CORS is
+    /// closed (no cross-origin access).
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (comma-separated IP addresses). Empty:
+    /// the client address is always the peer address.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Which PostgreSQL to use.
@@ -103,6 +121,8 @@ pub struct Settings {
     pub host: String,
     pub port: u16,
     pub database_pool_size: usize,
+    pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// A setting that cannot be used.
@@ -114,6 +134,10 @@ pub enum ConfigError {
     MissingSecret,
     #[error("SECRET_KEY must be at least 32 bytes long")]
     WeakSecret,
+    #[error("CORS_ALLOWED_ORIGINS holds an invalid origin: {0:?}")]
+    CorsOrigin(String),
+    #[error("TRUSTED_PROXIES holds something that is not an IP address: {0:?}")]
+    TrustedProxy(String),
     #[error("cannot read or create the secret key file {path}: {source}")]
     SecretFile {
         path: PathBuf,
@@ -144,6 +168,20 @@ impl RawSettings {
             (None, Database::External(_)) => return Err(ConfigError::MissingSecret),
             (None, Database::Private(_)) => load_or_create_secret(&self.data_dir)?,
         };
+        let cors_allowed_origins = non_empty(&self.cors_allowed_origins)
+            .map(|origin| {
+                axum::http::HeaderValue::from_str(origin)
+                    .ok()
+                    .filter(|_| origin.starts_with("http://") || origin.starts_with("https://"))
+                    .ok_or_else(|| ConfigError::CorsOrigin(origin.to_owned()))
+            })
+            .collect::<Result<_, _>>()?;
+        let trusted_proxies = non_empty(&self.trusted_proxies)
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| ConfigError::TrustedProxy(ip.to_owned()))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Settings {
             database,
             secret_key,
@@ -151,8 +189,17 @@ impl RawSettings {
             host: self.host,
             port: self.port,
             database_pool_size: usize::from(self.database_pool_size),
+            cors_allowed_origins,
+            trusted_proxies,
         })
     }
+}
+
+fn non_empty(items: &[String]) -> impl Iterator<Item = &str> {
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
 }
 
 /// `<data>/secret_key`: 32 random bytes, hex-encoded, mode 0600, generated once and kept
@@ -208,6 +255,34 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn lists_are_comma_separated_and_validated() {
+        let cli = Cli::try_parse_from([
+            "taskapi",
+            "--secret-key",
+            &"k".repeat(32),
+            "--cors-allowed-origins",
+            "https://app.example.com, http://localhost:3000",
+            "--trusted-proxies",
+            "10.0.0.1,::1",
+        ]);
+        let settings = cli.unwrap().settings.validate().unwrap();
+        assert_eq!(settings.cors_allowed_origins.len(), 2);
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        let key = "k".repeat(32);
+        let bad = Cli::try_parse_from([
+            "taskapi",
+            "--secret-key",
+            &key,
+            "--trusted-proxies",
+            "proxy.local",
+        ]);
+        assert!(matches!(
+            bad.unwrap().settings.validate(),
+            Err(ConfigError::TrustedProxy(_))
+        ));
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use taskapi::app::{Application, ReadyDatabase};
 use taskapi::config::{Cli, CliCommand};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -13,10 +12,9 @@ async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
-        )
+        .with_env_filter(taskapi::telemetry::env_filter(
+            std::env::var("RUST_LOG").ok().as_deref(),
+        ))
         .init();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! `/auth/*`: registration, login, and the caller's own account.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -58,14 +58,6 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-/// Auth responses carry credentials or personal data: never cache them.
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
 /// Create an account.
 #[utoipa::path(
     post, path = "/auth/register", tag = "auth",
@@ -97,9 +89,7 @@ pub async fn register(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let client = state.pool.get().await?;
     let user = store::users::insert(&client, &email, &hash).await?;
-    Ok(no_store(
-        (StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response(),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response())
 }
 
 /// Exchange email and password for an access token.
@@ -145,7 +135,7 @@ pub async fn login(
         token_type: "bearer",
         expires_in: issued.expires_in,
     };
-    Ok(no_store(axum::Json(body).into_response()))
+    Ok(axum::Json(body).into_response())
 }
 
 /// The caller's own account.
@@ -168,7 +158,5 @@ pub async fn get_me(
         .ok_or(ApiError::Unauthorized(
             "the token's account no longer exists",
         ))?;
-    Ok(no_store(
-        axum::Json(UserResponse::from(account)).into_response(),
-    ))
+    Ok(axum::Json(UserResponse::from(account)).into_response())
 }

@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -91,14 +92,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole application: API routes, docs, and the layers every request passes through.
-pub fn router(state: AppState) -> Router {
+/// `cors_origins` empty: no cross-origin access at all.
+pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
     let (api, _) = api_routes();
-    api.route("/docs/", get(docs::docs_index))
+    let router = api
+        .route("/docs/", get(docs::docs_index))
         .route("/docs/{*path}", get(docs::docs_asset))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(problem_for_bare_errors))
-        .layer(middleware::map_response(security_headers))
+        .layer(middleware::from_fn(security_headers));
+    let router = if cors_origins.is_empty() {
+        router
+    } else {
+        router.layer(cors(cors_origins))
+    };
+    router
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -134,10 +143,38 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
-async fn security_headers(mut response: Response) -> Response {
-    response.headers_mut().insert(
+/// `nosniff` everywhere; `no-store` on everything under `/auth/`, errors included, since
+/// those responses carry credentials or personal data.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let is_auth = request.uri().path().starts_with("/auth/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if is_auth {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
+}
+
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    use axum::http::Method;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
 }

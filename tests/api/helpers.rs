@@ -47,6 +47,8 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         host: "127.0.0.1".to_owned(),
         port: 0,
         database_pool_size: 4,
+        cors_allowed_origins: Vec::new(),
+        trusted_proxies: Vec::new(),
     }
 }
 
@@ -77,11 +79,21 @@ impl TestApp {
 
     /// A server on a database reached through `config` (already migrated).
     pub async fn spawn_on(config: tokio_postgres::Config) -> Self {
+        Self::spawn_with(config, |_| {}).await
+    }
+
+    /// A server with settings adjusted by `adjust`.
+    pub async fn spawn_with(
+        config: tokio_postgres::Config,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         let ready = ReadyDatabase {
             config: config.clone(),
             server: None,
         };
-        let app = Application::build_on(settings(config.clone()), ready)
+        let mut settings = settings(config.clone());
+        adjust(&mut settings);
+        let app = Application::build_on(settings, ready)
             .await
             .expect("the application should start");
         let address = format!("http://{}", app.local_addr().expect("bound"));

@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod concurrency;
 mod conventions;
+mod hygiene;
 mod openapi;
 mod outage;
 mod private_postgres;

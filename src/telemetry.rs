@@ -1,0 +1,20 @@
+//! Logging set-up. Whatever `RUST_LOG` asks for, the database driver never logs at debug
+//! level: there it prints statement parameters, which hold emails and password hashes.
+
+use tracing_subscriber::EnvFilter;
+
+const DEFAULT: &str = "info,tower_http=warn";
+/// Appended last, so it wins over any `RUST_LOG` directive for these targets.
+const ALWAYS: [&str; 2] = ["tokio_postgres=info", "postgres_protocol=info"];
+
+/// The filter for `spec` (the value of `RUST_LOG`, if any).
+pub fn env_filter(spec: Option<&str>) -> EnvFilter {
+    let spec = spec.filter(|s| !s.trim().is_empty()).unwrap_or(DEFAULT);
+    let mut filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new(DEFAULT));
+    for directive in ALWAYS {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
