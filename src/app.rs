@@ -8,6 +8,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 
+use crate::auth::throttle::{ACCOUNT_WINDOW, AddressThrottle};
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{Database, Settings};
 use crate::db::{self, DbError, MigrateError, private};
@@ -20,6 +21,12 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// `/openapi.json`, rendered once.
     pub openapi_json: Arc<String>,
+    /// Failed logins per client address (the per-account count is in PostgreSQL).
+    pub login_throttle: Arc<AddressThrottle>,
+    /// Registrations per client address.
+    pub registration_throttle: Arc<AddressThrottle>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[std::net::IpAddr]>,
 }
 
 /// Why the server could not start.
@@ -46,30 +53,49 @@ pub enum StartupError {
 /// A database ready for use, and the private server behind it, if any.
 #[derive(Debug)]
 pub struct ReadyDatabase {
+    /// How the API connects (the app role).
     pub config: tokio_postgres::Config,
+    /// A connection with the rights to run migrations (the owner, or in private mode the
+    /// superuser): for `taskapi migrate` and for tests that look behind the API's back.
+    pub admin_config: tokio_postgres::Config,
     pub server: Option<private::PrivatePostgres>,
 }
 
 impl ReadyDatabase {
-    /// Starts the private server if needed, creates its database, applies migrations.
+    /// Starts the private server if needed (with its roles and database), and applies
+    /// pending migrations as the owner.
     pub async fn prepare(database: &Database) -> Result<Self, StartupError> {
-        let (config, server) = match database {
-            Database::External(config) => (config.as_ref().clone(), None),
+        let ready = match database {
+            Database::External { app, owner } => {
+                let admin_config = owner.as_deref().unwrap_or(app).clone();
+                // The app role may not read or run migrations; only try when needed.
+                if owner.is_some() || !db::is_up_to_date(app).await {
+                    log_applied(db::migrate(&admin_config, None).await?);
+                }
+                Self {
+                    config: app.as_ref().clone(),
+                    admin_config,
+                    server: None,
+                }
+            }
             Database::Private(options) => {
                 let options = options.clone();
                 let server =
                     tokio::task::spawn_blocking(move || private::PrivatePostgres::start(&options))
                         .await
                         .map_err(|e| StartupError::Internal(e.to_string()))??;
-                db::ensure_database(&server.config("postgres"), private::DATABASE_NAME).await?;
-                (server.config(private::DATABASE_NAME), Some(server))
+                db::ensure_roles_and_database(&server.config("postgres"), private::DATABASE_NAME)
+                    .await?;
+                let admin_config = server.config(private::DATABASE_NAME);
+                log_applied(db::migrate(&admin_config, Some(db::OWNER_ROLE)).await?);
+                Self {
+                    config: server.config_as(db::APP_ROLE, private::DATABASE_NAME),
+                    admin_config,
+                    server: Some(server),
+                }
             }
         };
-        let applied = db::migrate(&config).await?;
-        if applied > 0 {
-            tracing::info!(applied, "migrations applied");
-        }
-        Ok(Self { config, server })
+        Ok(ready)
     }
 
     /// Stops the private server (if any) and waits for it.
@@ -77,6 +103,12 @@ impl ReadyDatabase {
         if let Some(mut server) = self.server {
             let _ = tokio::task::spawn_blocking(move || server.stop()).await;
         }
+    }
+}
+
+fn log_applied(applied: usize) {
+    if applied > 0 {
+        tracing::info!(applied, "migrations applied");
     }
 }
 
@@ -100,7 +132,12 @@ impl Application {
         settings: Settings,
         database: ReadyDatabase,
     ) -> Result<Self, StartupError> {
-        let pool = db::pool(database.config.clone(), settings.database_pool_size)?;
+        let statements = crate::store::all_statements().collect();
+        let pool = db::pool(
+            database.config.clone(),
+            settings.database_pool_size,
+            statements,
+        )?;
         let client = pool.get().await.map_err(DbError::from)?;
         crate::store::prepare_all(&client)
             .await
@@ -119,6 +156,15 @@ impl Application {
             tokens: TokenService::new(&settings.secret_key, settings.access_token_expire_minutes),
             hasher,
             openapi_json: Arc::new(openapi_json),
+            login_throttle: Arc::new(AddressThrottle::new(
+                settings.login_failures_per_address,
+                ACCOUNT_WINDOW,
+            )),
+            registration_throttle: Arc::new(AddressThrottle::new(
+                settings.registrations_per_address,
+                ACCOUNT_WINDOW,
+            )),
+            trusted_proxies: settings.trusted_proxies.clone().into(),
         };
 
         let address = format!("{}:{}", settings.host, settings.port);
@@ -148,7 +194,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = crate::http::router(self.state.clone(), &self.cors_origins);
-        let served = axum::serve(self.listener, router)
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         self.state.pool.close();

@@ -39,6 +39,10 @@ pub struct RawSettings {
     /// PostgreSQL to use; unset, a private server is started under the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// A connection with the schema owner's rights, used for migrations (optional: without
+    /// it, DATABASE_URL runs them, when any are pending).
+    #[arg(long, env = "DATABASE_OWNER_URL", hide_env_values = true)]
+    pub database_owner_url: Option<String>,
     /// JWT signing key, at least 32 bytes. Required with DATABASE_URL; otherwise generated
     /// once and kept in the data directory.
     #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
@@ -69,6 +73,13 @@ pub struct RawSettings {
         default_value = ""
     )]
     pub cors_allowed_origins: Vec<String>,
+    /// Failed logins allowed per client address in 15 minutes (each account also locks
+    /// after 10).
+    #[arg(long, env = "LOGIN_FAILURES_PER_ADDRESS", default_value_t = 300)]
+    pub login_failures_per_address: u32,
+    /// Registrations allowed per client address in 15 minutes.
+    #[arg(long, env = "REGISTRATIONS_PER_ADDRESS", default_value_t = 10_000)]
+    pub registrations_per_address: u32,
     /// Proxies whose `X-Forwarded-For` is believed (comma-separated IP addresses). Empty:
     /// the client address is always the peer address.
     #[arg(
@@ -83,8 +94,12 @@ pub struct RawSettings {
 /// Which PostgreSQL to use.
 #[derive(Debug, Clone)]
 pub enum Database {
-    /// A server of the operator's (`DATABASE_URL`).
-    External(Box<tokio_postgres::Config>),
+    /// A server of the operator's: `DATABASE_URL` (the API's role) and optionally
+    /// `DATABASE_OWNER_URL` (the schema owner, for migrations).
+    External {
+        app: Box<tokio_postgres::Config>,
+        owner: Option<Box<tokio_postgres::Config>>,
+    },
     /// The private server under the data directory.
     Private(private::Options),
 }
@@ -123,12 +138,16 @@ pub struct Settings {
     pub database_pool_size: usize,
     pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub login_failures_per_address: u32,
+    pub registrations_per_address: u32,
 }
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("DATABASE_URL is not a valid PostgreSQL connection string: {0}")]
+    #[error(
+        "DATABASE_URL (or DATABASE_OWNER_URL) is not a valid PostgreSQL connection string: {0}"
+    )]
     DatabaseUrl(String),
     #[error("SECRET_KEY is required when DATABASE_URL is set (at least 32 bytes)")]
     MissingSecret,
@@ -150,9 +169,15 @@ impl RawSettings {
     /// The database to use, without the other settings (enough for `taskapi migrate`).
     pub fn database(&self) -> Result<Database, ConfigError> {
         match &self.database_url {
-            Some(url) => tokio_postgres::Config::from_str(url)
-                .map(|config| Database::External(Box::new(config)))
-                .map_err(|e| ConfigError::DatabaseUrl(e.to_string())),
+            Some(url) => Ok(Database::External {
+                app: Box::new(parse_database_url(url)?),
+                owner: self
+                    .database_owner_url
+                    .as_deref()
+                    .map(parse_database_url)
+                    .transpose()?
+                    .map(Box::new),
+            }),
             None => Ok(Database::Private(private::Options {
                 data_dir: self.data_dir.clone(),
                 ephemeral: false,
@@ -165,7 +190,7 @@ impl RawSettings {
         let database = self.database()?;
         let secret_key = match (&self.secret_key, &database) {
             (Some(key), _) => SecretKey::new(key.as_bytes().to_vec())?,
-            (None, Database::External(_)) => return Err(ConfigError::MissingSecret),
+            (None, Database::External { .. }) => return Err(ConfigError::MissingSecret),
             (None, Database::Private(_)) => load_or_create_secret(&self.data_dir)?,
         };
         let cors_allowed_origins = non_empty(&self.cors_allowed_origins)
@@ -191,8 +216,14 @@ impl RawSettings {
             database_pool_size: usize::from(self.database_pool_size),
             cors_allowed_origins,
             trusted_proxies,
+            login_failures_per_address: self.login_failures_per_address,
+            registrations_per_address: self.registrations_per_address,
         })
     }
+}
+
+fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::DatabaseUrl(e.to_string()))
 }
 
 fn non_empty(items: &[String]) -> impl Iterator<Item = &str> {

@@ -29,6 +29,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    #[error("too many attempts")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("validation failed")]
     Validation(ValidationErrors),
     #[error("database unavailable: {0}")]
@@ -102,6 +104,7 @@ impl ApiError {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +128,10 @@ impl ApiError {
             Self::UnsupportedMediaType => Problem::for_status(
                 status,
                 "a request body must be sent with Content-Type: application/json",
+            ),
+            Self::TooManyRequests { retry_after_secs } => Problem::for_status(
+                status,
+                format!("too many failed attempts; try again in {retry_after_secs} seconds"),
             ),
             Self::Validation(errors) => Problem {
                 kind: "/problems/validation-failed".to_owned(),
@@ -159,6 +166,11 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = self.problem().into_response_with_status();
+        if let Self::TooManyRequests { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         if let Self::Unauthorized(_) = self {
             // RFC 6750 §3: tell the client how to authenticate.
             response.headers_mut().insert(

@@ -9,12 +9,28 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::store::Caller;
 
-/// The caller, as proven by a valid access token. That the account still exists is
-/// checked by the request's own database round trip (`store::as_caller`).
+/// The caller, as proven by a valid access token. That the token is still current (the
+/// account exists, its token version matches, the token was not logged out) is checked by
+/// the request's own database round trip (`store::as_caller` and the auth statements).
 #[derive(Debug, Clone, Copy)]
 pub struct CurrentUser {
     pub id: Uuid,
+    pub token_version: i32,
+    pub token_id: Uuid,
+    /// When the token expires (Unix seconds): how long a revocation must be kept.
+    pub expires_at: i64,
+}
+
+impl CurrentUser {
+    pub fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.id,
+            token_version: self.token_version,
+            token_id: self.token_id,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -39,6 +55,11 @@ impl FromRequestParts<AppState> for CurrentUser {
             tracing::debug!(%error, "token refused");
             ApiError::Unauthorized("the access token is invalid or expired")
         })?;
-        Ok(Self { id: claims.sub })
+        Ok(Self {
+            id: claims.sub,
+            token_version: claims.ver,
+            token_id: claims.jti,
+            expires_at: claims.exp,
+        })
     }
 }

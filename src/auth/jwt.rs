@@ -12,6 +12,8 @@ use crate::config::SecretKey;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: Uuid,
+    /// The account's token version when issued; logout-all and password changes bump it.
+    pub ver: i32,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -72,10 +74,15 @@ impl TokenService {
         self.lifetime_secs
     }
 
-    pub fn issue(&self, user_id: Uuid) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        token_version: i32,
+    ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
             sub: user_id,
+            ver: token_version,
             iat: now,
             nbf: now,
             exp: now + self.lifetime_secs,
@@ -113,7 +120,7 @@ mod tests {
     fn claims(offset_iat: i64, offset_nbf: i64, offset_exp: i64) -> serde_json::Value {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         serde_json::json!({
-            "sub": Uuid::new_v4(), "jti": Uuid::new_v4(),
+            "sub": Uuid::new_v4(), "jti": Uuid::new_v4(), "ver": 1,
             "iat": now + offset_iat, "nbf": now + offset_nbf, "exp": now + offset_exp,
         })
     }
@@ -122,7 +129,7 @@ mod tests {
     fn issued_tokens_verify_and_name_their_user() {
         let service = service();
         let user = Uuid::new_v4();
-        let issued = service.issue(user).unwrap();
+        let issued = service.issue(user, 1).unwrap();
         assert_eq!(issued.expires_in, 1800);
         assert_eq!(service.verify(&issued.token).unwrap().sub, user);
     }

@@ -3,6 +3,7 @@
 pub mod extract;
 pub mod jwt;
 pub mod password;
+pub mod throttle;
 
 pub use extract::CurrentUser;
 pub use jwt::TokenService;

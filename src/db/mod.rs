@@ -6,7 +6,7 @@ pub mod private;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use error::DbError;
@@ -19,9 +19,20 @@ mod embedded {
 /// database counts as unavailable: a quick 503, never a hang (API.md "Conventions").
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The role that owns the schema and runs migrations.
+pub const OWNER_ROLE: &str = "taskapi_owner";
+/// The role the API connects as: owns nothing, no superuser, no BYPASSRLS.
+pub const APP_ROLE: &str = "taskapi_app";
+
 /// A pool of connections. Recycling is `Fast` (no ping on every return): a broken
-/// connection is noticed by its next statement and replaced.
-pub fn pool(mut config: tokio_postgres::Config, max_size: usize) -> Result<Pool, DbError> {
+/// connection is noticed by its next statement and replaced. Every new connection
+/// prepares `statements` first, so requests never wait on a prepare, and a pipeline of
+/// statements (see `store::as_caller`) is always sent in one go.
+pub fn pool(
+    mut config: tokio_postgres::Config,
+    max_size: usize,
+    statements: Vec<&'static str>,
+) -> Result<Pool, DbError> {
     config.connect_timeout(ACQUIRE_TIMEOUT);
     config.keepalives(true);
     config.application_name("taskapi");
@@ -32,7 +43,20 @@ pub fn pool(mut config: tokio_postgres::Config, max_size: usize) -> Result<Pool,
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    let statements: std::sync::Arc<[&'static str]> = statements.into();
     Pool::builder(manager)
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let statements = statements.clone();
+            Box::pin(async move {
+                for sql in statements.iter() {
+                    client
+                        .prepare_cached(sql)
+                        .await
+                        .map_err(HookError::Backend)?;
+                }
+                Ok(())
+            })
+        }))
         .max_size(max_size)
         .wait_timeout(Some(ACQUIRE_TIMEOUT))
         .create_timeout(Some(ACQUIRE_TIMEOUT))
@@ -53,11 +77,40 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::
     Ok(client)
 }
 
-/// Applies the embedded migrations. An advisory lock serialises instances that start
-/// together against one database.
-pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, MigrateError> {
+/// Whether every embedded migration is recorded as applied. Any doubt (no history
+/// table, no right to read it) counts as "no".
+pub async fn is_up_to_date(config: &tokio_postgres::Config) -> bool {
+    let Ok(client) = connect(config).await else {
+        return false;
+    };
+    let Ok(rows) = client
+        .query("SELECT version FROM refinery_schema_history", &[])
+        .await
+    else {
+        return false;
+    };
+    let applied: Vec<i32> = rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .all(|migration| i32::try_from(migration.version()).is_ok_and(|v| applied.contains(&v)))
+}
+
+/// Applies the embedded migrations, as `as_role` when given (the connection's user must
+/// be a member of it), so that what they create is owned by that role. An advisory lock
+/// serialises instances that start together against one database.
+pub async fn migrate(
+    config: &tokio_postgres::Config,
+    as_role: Option<&str>,
+) -> Result<usize, MigrateError> {
     const MIGRATION_LOCK: i64 = 0x7461_736b_6170_6931; // "taskapi1"
     let mut client = connect(config).await?;
+    if let Some(role) = as_role {
+        client
+            .batch_execute(&format!("SET ROLE {}", quote_identifier(role)))
+            .await
+            .map_err(DbError::from)?;
+    }
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -73,23 +126,42 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, MigrateEr
     Ok(report?.applied_migrations().len())
 }
 
-/// Creates database `name` unless it exists (private-server mode, where we own the cluster).
-pub async fn ensure_database(
-    maintenance: &tokio_postgres::Config,
+/// Private-server mode, where we own the cluster: creates the owner and app roles and
+/// database `name` (owned by the owner role) unless they exist.
+pub async fn ensure_roles_and_database(
+    superuser: &tokio_postgres::Config,
     name: &str,
 ) -> Result<(), DbError> {
-    let client = connect(maintenance).await?;
+    let client = connect(superuser).await?;
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN \
+                 CREATE ROLE {OWNER_ROLE} NOLOGIN; \
+               END IF; \
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN \
+                 CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+               END IF; \
+             END $$"
+        ))
+        .await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
         .is_some();
     if !exists {
-        let quoted = name.replace('"', "\"\"");
         client
-            .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {OWNER_ROLE}",
+                quote_identifier(name)
+            ))
             .await?;
     }
     Ok(())
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Why migrations could not be applied.

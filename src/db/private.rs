@@ -155,13 +155,19 @@ impl PrivatePostgres {
         Ok(server)
     }
 
-    /// Connection settings for `database` in this cluster, through the socket.
+    /// Superuser connection settings for `database` in this cluster, through the socket.
     pub fn config(&self, database: &str) -> tokio_postgres::Config {
+        self.config_as(SUPERUSER, database)
+    }
+
+    /// Connection settings for `user` on `database` (the socket is trusted: only this
+    /// server's OS user and root can reach it).
+    pub fn config_as(&self, user: &str, database: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(&self.socket_dir)
             .port(PORT)
-            .user(SUPERUSER)
+            .user(user)
             .dbname(database);
         config
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ClientAddress};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::domain::{Email, Password, ValidationErrors, timestamp};
@@ -58,22 +58,85 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 8 to 128 characters, not among the most common passwords.
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
+}
+
+/// The password that confirms an account deletion.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    pub password: String,
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(error.to_string())
+}
+
+fn too_many(retry_after_secs: i64) -> ApiError {
+    ApiError::TooManyRequests {
+        retry_after_secs: u64::try_from(retry_after_secs).unwrap_or(1).max(1),
+    }
+}
+
+/// Checks a password confirmation (password change, account deletion) like a login: the
+/// account's lock-out and the address's apply, and a wrong password counts as a failure.
+async fn confirm_password(
+    state: &AppState,
+    user: &CurrentUser,
+    address: std::net::IpAddr,
+    password: String,
+) -> Result<(), ApiError> {
+    if let Some(retry) = state.login_throttle.retry_after(address) {
+        return Err(too_many(i64::try_from(retry).unwrap_or(i64::MAX)));
+    }
+    let client = state.pool.get().await?;
+    let secret = store::users::caller_secret(&client, &user.caller()).await?;
+    drop(client);
+    if let Some(retry) = secret.retry_after_secs {
+        return Err(too_many(retry));
+    }
+    let verified = state
+        .hasher
+        .verify(Password::offered(password), Some(secret.password_hash))
+        .await
+        .map_err(internal)?;
+    if !verified {
+        state.login_throttle.record(address);
+        let client = state.pool.get().await?;
+        store::throttle::record_failure(&client, &secret.email).await?;
+        return Err(ApiError::Unauthorized("the password is incorrect"));
+    }
+    Ok(())
+}
+
+const PROBLEM: &str = "application/problem+json";
+
 /// Create an account.
 #[utoipa::path(
     post, path = "/auth/register", tag = "auth",
     request_body = CredentialsRequest,
     responses(
         (status = 201, description = "Account created", body = UserResponse),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Email already registered (in any case)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid email or password", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Email already registered (in any case)", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Invalid email, or a password too short, too long or too common", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many registrations from this address", body = Problem, content_type = PROBLEM,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
     )
 )]
 pub async fn register(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors = ValidationErrors::default();
@@ -82,11 +145,11 @@ pub async fn register(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(errors.into());
     };
-    let hash = state
-        .hasher
-        .hash(password)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(retry) = state.registration_throttle.retry_after(address) {
+        return Err(too_many(i64::try_from(retry).unwrap_or(i64::MAX)));
+    }
+    state.registration_throttle.record(address);
+    let hash = state.hasher.hash(password).await.map_err(internal)?;
     let client = state.pool.get().await?;
     let user = store::users::insert(&client, &email, &hash).await?;
     Ok((StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response())
@@ -98,38 +161,57 @@ pub async fn register(
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown email or wrong password (the same answer, in the same time)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or mistyped fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Unknown email or wrong password (the same answer, in the same time)", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Missing or mistyped fields", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many failed logins for this account (10 in 15 minutes) or from this address; the password is not checked", body = Problem, content_type = PROBLEM,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
+    if let Some(retry) = state.login_throttle.retry_after(address) {
+        return Err(too_many(i64::try_from(retry).unwrap_or(i64::MAX)));
+    }
+    let email = Email::normalize_for_lookup(&body.email);
     let client = state.pool.get().await?;
-    let account =
-        store::users::credentials_by_email(&client, &Email::normalize_for_lookup(&body.email))
-            .await?;
+    let lookup = store::users::login_lookup(&client, &email).await?;
     // The connection is not needed while hashing: give it back to the pool.
     drop(client);
-    let (user_id, hash) = account.unzip();
+    if let Some(retry) = lookup.retry_after_secs {
+        return Err(too_many(retry));
+    }
+    let (account, hash) = match lookup.account {
+        Some((id, hash, version)) => (Some((id, version)), Some(hash)),
+        None => (None, None),
+    };
     let verified = state
         .hasher
         .verify(Password::offered(body.password), hash)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let user_id = match user_id {
-        Some(id) if verified => id,
-        _ => return Err(ApiError::Unauthorized("incorrect email or password")),
+        .map_err(internal)?;
+    let client = state.pool.get().await?;
+    let (user_id, token_version) = match account {
+        Some(account) if verified => account,
+        _ => {
+            state.login_throttle.record(address);
+            store::throttle::record_failure(&client, &email).await?;
+            return Err(ApiError::Unauthorized("incorrect email or password"));
+        }
     };
+    if lookup.failures > 0 {
+        store::throttle::clear(&client, &email).await?;
+    }
     let issued = state
         .tokens
-        .issue(user_id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .issue(user_id, token_version)
+        .map_err(internal)?;
     let body = TokenResponse {
         access_token: issued.token,
         token_type: "bearer",
@@ -144,8 +226,8 @@ pub async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = UserResponse),
-        (status = 401, description = "Missing, invalid or expired token, or a deleted account", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token, or a deleted account", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
     )
 )]
 pub async fn get_me(
@@ -153,10 +235,105 @@ pub async fn get_me(
     user: CurrentUser,
 ) -> Result<Response, ApiError> {
     let client = state.pool.get().await?;
-    let account = store::users::by_id(&client, user.id)
-        .await?
-        .ok_or(ApiError::Unauthorized(
-            "the token's account no longer exists",
-        ))?;
+    let account = store::users::current(&client, &user.caller()).await?;
     Ok(axum::Json(UserResponse::from(account)).into_response())
+}
+
+/// Log out: the token presented stops working at once.
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<StatusCode, ApiError> {
+    let client = state.pool.get().await?;
+    store::users::revoke_token(&client, &user.caller(), user.expires_at).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Log out everywhere: every token issued to the caller so far stops working.
+#[utoipa::path(
+    post, path = "/auth/logout-all", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every token issued so far is revoked"),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn logout_all(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<StatusCode, ApiError> {
+    let client = state.pool.get().await?;
+    store::users::bump_token_version(&client, &user.caller()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the password; every earlier token stops working (log in again).
+#[utoipa::path(
+    post, path = "/auth/password", tag = "auth",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Password changed; every earlier token is revoked"),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Bad token, or a wrong current password (counted as a failed login)", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "The new password is too short, too long or too common", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ClientAddress(address): ClientAddress,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    let new_password = Password::parse_new(body.new_password)
+        .map_err(|message| ValidationErrors::single("new_password", message))?;
+    confirm_password(&state, &user, address, body.current_password).await?;
+    let hash = state.hasher.hash(new_password).await.map_err(internal)?;
+    let client = state.pool.get().await?;
+    store::users::change_password(&client, &user.caller(), &hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete the caller's account and all its tasks (password-confirmed).
+#[utoipa::path(
+    delete, path = "/auth/me", tag = "auth",
+    security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "The account and all its tasks are gone"),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Bad token, or a wrong password (counted as a failed login)", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Missing or mistyped password", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ClientAddress(address): ClientAddress,
+    ApiJson(body): ApiJson<DeleteAccountRequest>,
+) -> Result<StatusCode, ApiError> {
+    confirm_password(&state, &user, address, body.password).await?;
+    let client = state.pool.get().await?;
+    store::users::delete(&client, &user.caller()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -72,7 +72,10 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
-        .routes(routes!(auth::get_me))
+        .routes(routes!(auth::get_me, auth::delete_me))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::change_password))
         .routes(routes!(tasks::create_task, tasks::list_tasks))
         .routes(routes!(
             tasks::get_task,

@@ -222,8 +222,9 @@ pub async fn create_task(
 ) -> Result<Response, ApiError> {
     let task = TaskInput::from(body).into_new_task()?;
     let client = state.pool.get().await?;
-    // The insert's foreign key proves the caller exists: no separate check needed.
-    let created = store::tasks::insert(&client, user.id, &task).await?;
+    let caller = user.caller();
+    let insert = store::tasks::insert(&client, user.id, &task);
+    let created = store::as_caller(&client, &caller, insert).await?;
     Ok(task_response(StatusCode::CREATED, &created))
 }
 
@@ -246,9 +247,10 @@ pub async fn list_tasks(
 ) -> Result<Response, ApiError> {
     let query = TaskQuery::parse(raw.as_deref().unwrap_or_default())?;
     let client = state.pool.get().await?;
+    let caller = user.caller();
     let (tasks, total) = store::as_caller(
         &client,
-        user.id,
+        &caller,
         store::tasks::list(&client, user.id, &query),
     )
     .await?;
@@ -280,7 +282,8 @@ pub async fn get_task(
     TaskId(id): TaskId,
 ) -> Result<Response, ApiError> {
     let client = state.pool.get().await?;
-    let task = store::as_caller(&client, user.id, store::tasks::get(&client, user.id, id)).await?;
+    let caller = user.caller();
+    let task = store::as_caller(&client, &caller, store::tasks::get(&client, user.id, id)).await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -316,10 +319,11 @@ pub async fn update_task(
     let changes = TaskInput::from(body).into_changes()?;
     let precondition = precondition(&headers, id);
     let client = state.pool.get().await?;
+    let caller = user.caller();
     let task = if changes.is_empty() {
         // `{}` changes nothing, so the version (and ETag) stays; the precondition still holds.
         let task =
-            store::as_caller(&client, user.id, store::tasks::get(&client, user.id, id)).await?;
+            store::as_caller(&client, &caller, store::tasks::get(&client, user.id, id)).await?;
         match precondition.versions() {
             Some(versions) if !versions.contains(&task.version) => {
                 return Err(StoreError::PreconditionFailed.into());
@@ -328,7 +332,7 @@ pub async fn update_task(
         }
     } else {
         let update = store::tasks::update(&client, user.id, id, &changes, &precondition);
-        store::as_caller(&client, user.id, update).await?
+        store::as_caller(&client, &caller, update).await?
     };
     Ok(task_response(StatusCode::OK, &task))
 }
@@ -365,8 +369,9 @@ pub async fn replace_task(
     let changes = TaskInput::from(body).into_new_task()?.into();
     let precondition = precondition(&headers, id);
     let client = state.pool.get().await?;
+    let caller = user.caller();
     let update = store::tasks::update(&client, user.id, id, &changes, &precondition);
-    let task = store::as_caller(&client, user.id, update).await?;
+    let task = store::as_caller(&client, &caller, update).await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -394,7 +399,8 @@ pub async fn delete_task(
 ) -> Result<StatusCode, ApiError> {
     let precondition = precondition(&headers, id);
     let client = state.pool.get().await?;
+    let caller = user.caller();
     let delete = store::tasks::delete(&client, user.id, id, &precondition);
-    store::as_caller(&client, user.id, delete).await?;
+    store::as_caller(&client, &caller, delete).await?;
     Ok(StatusCode::NO_CONTENT)
 }

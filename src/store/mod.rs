@@ -3,6 +3,7 @@
 //! missing one. Statements are prepared once per connection and cached.
 
 pub mod tasks;
+pub mod throttle;
 pub mod users;
 
 use std::future::Future;
@@ -36,16 +37,39 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-/// Runs `operation` for an authenticated caller, with the check that the caller's account
-/// still exists sent in the same round trip (tokio-postgres pipelines statements issued
-/// together on one connection). Both replies are drained before the connection is reused.
+/// Who makes a request, as their access token says.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub token_version: i32,
+    pub token_id: Uuid,
+}
+
+/// Runs `operation` as `caller`, in one transaction and one round trip: `BEGIN`, the
+/// statement that checks the token is still current and sets the row-level-security
+/// identity (`taskapi.user_id`, transaction-local), the operation's statements, `COMMIT`,
+/// all sent together (tokio-postgres pipelines statements issued together; every
+/// statement is prepared when the connection opens, so nothing waits in between).
+///
+/// If the token is no longer current the identity is never set, so under row-level
+/// security the operation sees and changes nothing; the answer is `CallerGone`. If a
+/// statement fails, PostgreSQL turns the `COMMIT` into a rollback. `join!` (not
+/// `try_join!`) drains every reply before the connection goes back to the pool.
 pub async fn as_caller<T>(
     client: &Client,
-    caller: Uuid,
+    caller: &Caller,
     operation: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    let (exists, result) = tokio::join!(users::exists(client, caller), operation);
-    if !exists? {
+    let (begin, session, result, commit) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        users::open_session(client, caller),
+        operation,
+        client.batch_execute("COMMIT"),
+    );
+    begin?;
+    let current = session?;
+    commit?;
+    if !current {
         return Err(StoreError::CallerGone);
     }
     result
@@ -54,7 +78,11 @@ pub async fn as_caller<T>(
 /// Every statement the application issues. Preparing them all at start-up makes a
 /// statement that no longer matches the schema stop the boot, not fail a request.
 pub fn all_statements() -> impl Iterator<Item = &'static str> {
-    users::STATEMENTS.iter().copied().chain(tasks::statements())
+    users::STATEMENTS
+        .iter()
+        .chain(throttle::STATEMENTS.iter())
+        .copied()
+        .chain(tasks::statements())
 }
 
 /// Prepares (and caches) every statement on `client`.

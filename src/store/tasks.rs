@@ -262,8 +262,9 @@ pub async fn list(
     Ok((tasks, count?.try_get(0)?))
 }
 
-/// Applies `changes` when the precondition holds. No row: the task is missing (or not
-/// the caller's), or, when a version was required, it exists with another version.
+/// Applies `changes` when the precondition holds. The owner-scoped existence check is
+/// pipelined after the UPDATE, in the same transaction, so that when no row was written it
+/// tells a stale version (412) from a missing task (404) without another round trip.
 pub async fn update(
     client: &Client,
     owner: Uuid,
@@ -271,29 +272,39 @@ pub async fn update(
     changes: &TaskChanges,
     precondition: &Precondition,
 ) -> Result<TaskRow, StoreError> {
-    let statement = client.prepare_cached(UPDATE).await?;
+    let (update, exists) =
+        tokio::join!(client.prepare_cached(UPDATE), client.prepare_cached(EXISTS));
+    let (update, exists) = (update?, exists?);
     let description = changes.description.as_ref();
     let due_at = changes.due_at.as_ref();
-    let row = client
-        .query_opt(
-            &statement,
-            &[
-                &id,
-                &owner,
-                &precondition.versions(),
-                &changes.title.as_ref().map(|t| t.as_str()),
-                &description.is_some(),
-                &description.and_then(|d| d.as_ref().map(|d| d.as_str())),
-                &changes.status.map(TaskStatus::as_str),
-                &changes.priority.map(Priority::as_str),
-                &due_at.is_some(),
-                &due_at.copied().flatten(),
-            ],
-        )
-        .await?;
-    match row {
+    let versions = precondition.versions();
+    let title = changes.title.as_ref().map(|t| t.as_str());
+    let description_set = description.is_some();
+    let description = description.and_then(|d| d.as_ref().map(|d| d.as_str()));
+    let status = changes.status.map(TaskStatus::as_str);
+    let priority = changes.priority.map(Priority::as_str);
+    let due_at_set = due_at.is_some();
+    let due_at = due_at.copied().flatten();
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &id,
+        &owner,
+        &versions,
+        &title,
+        &description_set,
+        &description,
+        &status,
+        &priority,
+        &due_at_set,
+        &due_at,
+    ];
+    let key: [&(dyn ToSql + Sync); 2] = [&id, &owner];
+    let (row, existing) = tokio::join!(
+        client.query_opt(&update, &params),
+        client.query_one(&exists, &key)
+    );
+    match row? {
         Some(row) => row.try_into(),
-        None => Err(missing_or_stale(client, owner, id, precondition).await),
+        None => Err(missing_or_stale(existing?.try_get(0)?)),
     }
 }
 
@@ -304,36 +315,27 @@ pub async fn delete(
     id: Uuid,
     precondition: &Precondition,
 ) -> Result<(), StoreError> {
-    let statement = client.prepare_cached(DELETE).await?;
-    let deleted = client
-        .execute(&statement, &[&id, &owner, &precondition.versions()])
-        .await?;
-    if deleted == 1 {
-        Ok(())
-    } else {
-        Err(missing_or_stale(client, owner, id, precondition).await)
+    let (delete, exists) =
+        tokio::join!(client.prepare_cached(DELETE), client.prepare_cached(EXISTS));
+    let (delete, exists) = (delete?, exists?);
+    let versions = precondition.versions();
+    let params: [&(dyn ToSql + Sync); 3] = [&id, &owner, &versions];
+    let (deleted, existing) = tokio::join!(
+        client.execute(&delete, &params),
+        client.query_one(&exists, &params[..2])
+    );
+    match deleted? {
+        1 => Ok(()),
+        _ => Err(missing_or_stale(existing?.try_get(0)?)),
     }
 }
 
-/// After a write touched no row: 412 if the caller's task exists but a version was
-/// required, else 404 (another user's task is never revealed).
-async fn missing_or_stale(
-    client: &Client,
-    owner: Uuid,
-    id: Uuid,
-    precondition: &Precondition,
-) -> StoreError {
-    if precondition.versions().is_none() {
-        return StoreError::NotFound;
-    }
-    let exists = async {
-        let statement = client.prepare_cached(EXISTS).await?;
-        let row = client.query_one(&statement, &[&id, &owner]).await?;
-        Ok::<bool, StoreError>(row.try_get(0)?)
-    };
-    match exists.await {
-        Ok(true) => StoreError::PreconditionFailed,
-        Ok(false) => StoreError::NotFound,
-        Err(error) => error,
+/// After a write touched no row: the caller's task still exists only if its version
+/// did not match (412); otherwise it is missing, or not the caller's (404).
+fn missing_or_stale(still_exists: bool) -> StoreError {
+    if still_exists {
+        StoreError::PreconditionFailed
+    } else {
+        StoreError::NotFound
     }
 }

@@ -22,9 +22,10 @@ pub async fn database() -> &'static ReadyDatabase {
     DATABASE
         .get_or_init(|| async {
             let target = match std::env::var("DATABASE_URL") {
-                Ok(url) => {
-                    Database::External(Box::new(url.parse().expect("DATABASE_URL must be valid")))
-                }
+                Ok(url) => Database::External {
+                    app: Box::new(url.parse().expect("DATABASE_URL must be valid")),
+                    owner: None,
+                },
                 Err(_) => Database::Private(private::Options {
                     data_dir: std::env::temp_dir().join(format!("taskapi-test-{}", Uuid::new_v4())),
                     ephemeral: true,
@@ -41,7 +42,10 @@ pub async fn database() -> &'static ReadyDatabase {
 
 pub fn settings(config: tokio_postgres::Config) -> Settings {
     Settings {
-        database: Database::External(Box::new(config)),
+        database: Database::External {
+            app: Box::new(config),
+            owner: None,
+        },
         secret_key: SecretKey::new(SECRET.to_vec()).expect("the test key is long enough"),
         access_token_expire_minutes: 30,
         host: "127.0.0.1".to_owned(),
@@ -49,6 +53,8 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         database_pool_size: 4,
         cors_allowed_origins: Vec::new(),
         trusted_proxies: Vec::new(),
+        login_failures_per_address: 300,
+        registrations_per_address: 10_000,
     }
 }
 
@@ -87,8 +93,10 @@ impl TestApp {
         config: tokio_postgres::Config,
         adjust: impl FnOnce(&mut Settings),
     ) -> Self {
+        let admin_config = database().await.admin_config.clone();
         let ready = ReadyDatabase {
             config: config.clone(),
+            admin_config: admin_config.clone(),
             server: None,
         };
         let mut settings = settings(config.clone());
@@ -104,7 +112,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            db_config: config,
+            db_config: admin_config,
         }
     }
 
@@ -188,7 +196,8 @@ impl TestApp {
         json_body(response).await
     }
 
-    /// A direct connection to the database, for checks behind the API's back.
+    /// A direct connection to the database with the owner's (or superuser's) rights, for
+    /// checks behind the API's back.
     pub async fn db(&self) -> tokio_postgres::Client {
         taskapi::db::connect(&self.db_config)
             .await

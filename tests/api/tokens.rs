@@ -18,7 +18,7 @@ fn sign(claims: &Value, key: &[u8], alg: Algorithm) -> String {
 }
 
 fn claims_for(user: uuid::Uuid) -> Value {
-    json!({"sub": user, "iat": now(), "nbf": now(), "exp": now() + 600, "jti": uuid::Uuid::new_v4()})
+    json!({"sub": user, "ver": 1, "iat": now(), "nbf": now(), "exp": now() + 600, "jti": uuid::Uuid::new_v4()})
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -156,7 +156,7 @@ async fn malformed_tokens_and_headers_are_refused() {
 async fn tokens_without_required_claims_or_with_a_non_uuid_subject_are_refused() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    for missing in ["exp", "sub", "iat", "nbf"] {
+    for missing in ["exp", "sub", "iat", "nbf", "jti", "ver"] {
         let mut claims = claims_for(user.id);
         claims.as_object_mut().unwrap().remove(missing);
         assert_refused(&app, &sign(&claims, SECRET, Algorithm::HS256)).await;
