@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod account;
 mod auth;
 mod concurrency;
 mod conventions;
@@ -9,6 +10,7 @@ mod hygiene;
 mod openapi;
 mod outage;
 mod private_postgres;
+mod rls;
 mod tasks_crud;
 mod tasks_list;
 mod tokens;
