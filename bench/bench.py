@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""taskapi benchmark: the API under wrk, side by side with PostgreSQL's own ceiling.
+
+Starts a release build of taskapi on a throwaway private PostgreSQL, seeds it through the
+API, drives each scenario with wrk at several concurrencies, runs the same SQL the scenario's
+requests issue directly through pgbench (pipelined, like the API) with the same number of
+connections, and prints requests/s, latency, errors, the server's peak RSS and the ratio to
+the ceiling. Results go to bench/results/ as JSON and an SVG chart. Standard library only.
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = ROOT / "bench" / "wrk" / "scenario.lua"
+PASSWORD = "benchmark passphrase 42"
+SCENARIOS = ["list", "get", "create", "patch", "mixed", "login", "health"]
+
+# The SQL each scenario's request issues, as the store sends it (src/store/*.rs), for pgbench.
+# :n picks a random seeded user; its id and one of its tasks come from bench_users. The API
+# pipelines BEGIN, the session check, the statements and COMMIT in one round trip; pgbench
+# does the same with \startpipeline.
+COLUMNS = ("id, title, description, status::text, priority::text, due_at, completed_at, "
+           "version, created_at, updated_at")
+OWNER = "(SELECT id FROM bench_users WHERE n = :n)"
+TASK = "(SELECT task FROM bench_users WHERE n = :n)"
+SESSION = (f"SELECT set_config('taskapi.user_id', u.id::text, true) FROM users u "
+           f"WHERE u.id = {OWNER} AND u.token_version = 1 AND NOT EXISTS "
+           f"(SELECT 1 FROM revoked_tokens r WHERE r.jti = '00000000-0000-0000-0000-000000000000');")
+FILTERS = (f"owner_id = {OWNER} AND (NULL::text[] IS NULL) AND (NULL::text[] IS NULL) "
+           f"AND (NULL::timestamptz IS NULL) AND (NULL::timestamptz IS NULL) AND (NULL::text IS NULL)")
+
+
+def pipelined(*statements):
+    body = "\n".join(["BEGIN;", SESSION, *statements, "COMMIT;"])
+    return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
+
+
+PGBENCH_SCRIPTS = {
+    "list": pipelined(
+        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 0;",
+        f"SELECT count(*) FROM tasks WHERE {FILTERS};"),
+    "get": pipelined(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
+    "create": pipelined(
+        "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at) "
+        f"VALUES ({OWNER}, 'Benchmark task', 'created under load', 'todo', 'high', "
+        "'2027-01-15T09:00:00Z', NULL) RETURNING " + COLUMNS + ";"),
+    "patch": pipelined(
+        "UPDATE tasks SET title = COALESCE(NULL::text, title), "
+        "description = CASE WHEN false THEN NULL::text ELSE description END, "
+        "status = COALESCE(NULL::text::task_status, status), "
+        "priority = COALESCE('low'::text::task_priority, priority), "
+        "due_at = CASE WHEN false THEN NULL::timestamptz ELSE due_at END, "
+        "completed_at = CASE WHEN COALESCE(NULL::text::task_status, status) = 'done' "
+        "THEN COALESCE(completed_at, now()) END, version = version + 1, updated_at = now() "
+        f"WHERE id = {TASK} AND owner_id = {OWNER} AND (NULL::int4[] IS NULL) RETURNING " + COLUMNS + ";",
+        f"SELECT EXISTS (SELECT 1 FROM tasks WHERE id = {TASK} AND owner_id = {OWNER});"),
+    "health": "SELECT 1;\n",
+}
+MIXED_WEIGHTS = {"list": 40, "get": 40, "create": 10, "patch": 10}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client for seeding."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def call(self, method, path, body=None, token=None):
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        payload = json.dumps(body) if body is not None else None
+        self.conn.request(method, path, body=payload, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        return response.status, (json.loads(data) if data else None)
+
+
+def seed_user(port, index, tasks_per_user, run_id):
+    rng = random.Random(index)
+    client = Client(port)
+    email = f"bench-{run_id}-{index}@example.com"
+    status, _ = client.call("POST", "/auth/register", {"email": email, "password": PASSWORD})
+    assert status == 201, f"register: {status}"
+    status, body = client.call("POST", "/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200, f"login: {status}"
+    token = body["access_token"]
+    first_task = None
+    for t in range(tasks_per_user):
+        task = {
+            "title": f"Task {t} of user {index}: {rng.choice(['write', 'review', 'plan', 'fix'])}",
+            "priority": rng.choice(["low", "medium", "high", "urgent"]),
+            "status": rng.choice(["todo", "todo", "in_progress", "done"]),
+        }
+        if rng.random() < 0.6:
+            task["due_at"] = f"2027-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z"
+        if rng.random() < 0.5:
+            task["description"] = "Details " * rng.randint(1, 20)
+        status, body = client.call("POST", "/tasks", task, token)
+        assert status == 201, f"create: {status}"
+        first_task = first_task or body["id"]
+    return token, first_task, email
+
+
+def peak_rss_reset(pid):
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_wrk(port, scenario, connections, duration, data_file, delay_ms=0):
+    env = dict(os.environ, BENCH_SCENARIO=scenario, BENCH_DATA=str(data_file), BENCH_DELAY_MS=str(delay_ms))
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"],
+        env=env, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"BENCH_JSON (\{.*\})", out)
+    if not match:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    r = json.loads(match.group(1))
+    seconds = r["duration_us"] / 1e6
+    ok = r["requests"] - r["non_2xx"]
+    return {
+        "connections": connections,
+        "requests": r["requests"],
+        "rps": ok / seconds,
+        "errors": r["non_2xx"] + r["socket_errors"] + r["timeouts"],
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+    }
+
+
+def run_pgbench(pg, scenario, connections, duration, users, workdir):
+    files = []
+    scripts = MIXED_WEIGHTS if scenario == "mixed" else {scenario: 1}
+    for name, weight in scripts.items():
+        path = workdir / f"{name}.sql"
+        path.write_text(PGBENCH_SCRIPTS[name])
+        files += ["-f", f"{path}@{weight}"]
+    out = subprocess.run(
+        [pg["pgbench"], "-n", "-M", "prepared", "-c", str(connections), "-j", str(min(2, connections)),
+         "-T", str(duration), "-D", f"users={users}", "-h", pg["socket"], "-p", "5432",
+         "-U", "taskapi_app", *files, "taskapi"],
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
+    match = re.search(r"tps = ([0-9.]+)", out.stdout)
+    return float(match.group(1))
+
+
+def argon2_ms():
+    out = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "argon2_time"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return float(out.strip())
+
+
+def svg_chart(results, path):
+    width, bar, gap, height, top = 760, 28, 34, 320, 40
+    rows = [r for r in results if r.get("ceiling_rps")]
+    peak = max(max(r["rps"], r["ceiling_rps"]) for r in rows) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + len(rows) * (2 * bar + gap) + 40}" '
+             'font-family="sans-serif" font-size="13">',
+             f'<text x="10" y="22" font-size="15" font-weight="bold">taskapi vs PostgreSQL ceiling (requests/s, best concurrency)</text>']
+    y = top
+    scale = (width - 260) / peak
+    for r in rows:
+        parts.append(f'<text x="10" y="{y + bar}">{r["scenario"]}</text>')
+        parts.append(f'<rect x="90" y="{y}" width="{r["rps"] * scale:.1f}" height="{bar - 4}" fill="#2b6cb0"/>')
+        parts.append(f'<text x="{95 + r["rps"] * scale:.1f}" y="{y + bar - 10}">{r["rps"]:.0f} API ({r["ratio"]:.2f}×)</text>')
+        parts.append(f'<rect x="90" y="{y + bar}" width="{r["ceiling_rps"] * scale:.1f}" height="{bar - 4}" fill="#a0aec0"/>')
+        parts.append(f'<text x="{95 + r["ceiling_rps"] * scale:.1f}" y="{y + 2 * bar - 10}">{r["ceiling_rps"]:.0f} ceiling</text>')
+        y += 2 * bar + gap
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--tasks-per-user", type=int, default=50)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per run")
+    parser.add_argument("--connections", default="16,64", help="concurrencies to try")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "taskapi"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
+    scenarios = args.scenarios.split(",")
+
+    workdir = Path(tempfile.mkdtemp(prefix="taskapi-bench-"))
+    os.chmod(workdir, 0o755)
+    data_dir = workdir / "data"
+    port = free_port()
+    env = dict(os.environ, TASKAPI_DATA_DIR=str(data_dir), HOST="127.0.0.1", PORT=str(port),
+               RUST_LOG="warn", REGISTRATIONS_PER_ADDRESS="100000000",
+               LOGIN_FAILURES_PER_ADDRESS="100000000")
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen([args.binary], env=env)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if Client(port).call("GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError("the server did not become healthy")
+            time.sleep(0.2)
+
+        log(f"seeding {args.users} users × {args.tasks_per_user} tasks through the API …")
+        started = time.time()
+        run_id = f"{int(time.time())}"
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            seeded = list(pool.map(lambda i: seed_user(port, i, args.tasks_per_user, run_id), range(args.users)))
+        log(f"seeded in {time.time() - started:.1f}s")
+        data_file = workdir / "users.tsv"
+        data_file.write_text("".join(f"{t}\t{task}\t{email}\t{PASSWORD}\n" for t, task, email in seeded))
+
+        pg = {"pgbench": shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench",
+              "psql": shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql",
+              "socket": str(data_dir / "run")}
+        rows = ",".join(f"({i + 1}, '{task}')" for i, (_, task, _) in enumerate(seeded))
+        emails = ",".join(f"({i + 1}, '{email}')" for i, (_, _, email) in enumerate(seeded))
+        setup = (f"CREATE TABLE bench_users (n int PRIMARY KEY, id uuid, task uuid);"
+                 f"CREATE TEMP TABLE t (n int, task uuid); INSERT INTO t VALUES {rows};"
+                 f"CREATE TEMP TABLE e (n int, email text); INSERT INTO e VALUES {emails};"
+                 f"INSERT INTO bench_users SELECT t.n, u.id, t.task FROM t JOIN e USING (n) JOIN users u ON u.email = e.email;"
+                 f"GRANT SELECT ON bench_users TO taskapi_app; ANALYZE;")
+        subprocess.run([pg["psql"], "-q", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi", "-c", setup],
+                       check=True, capture_output=True)
+
+        cores = os.cpu_count() or 1
+        hash_ms = argon2_ms() if "login" in scenarios else None
+        results = []
+        for scenario in scenarios:
+            runs = []
+            for c in connections:
+                peak_rss_reset(server.pid)
+                run = run_wrk(port, scenario, c, args.duration, data_file)
+                run["peak_rss_mib"] = peak_rss_kib(server.pid) / 1024
+                runs.append(run)
+                log(f"{scenario:7} c={c:<3} {run['rps']:9.0f} req/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  errors {run['errors']}")
+            best = max(runs, key=lambda r: r["rps"])
+            result = {"scenario": scenario, **best, "runs": runs}
+            if scenario == "login":
+                result["ceiling_rps"] = cores * 1000 / hash_ms
+                result["ceiling"] = f"{cores} cores / {hash_ms:.1f} ms per Argon2id hash"
+            else:
+                result["ceiling_rps"] = run_pgbench(pg, scenario, best["connections"], args.duration, args.users, workdir)
+                result["ceiling"] = "pgbench, same SQL, same connections"
+            result["ratio"] = result["rps"] / result["ceiling_rps"]
+            if scenario in ("list", "get"):
+                half = best["rps"] / 2
+                c = 32
+                cycle_ms = c / half * 1000
+                delay = max(0, round(cycle_ms - best["p50_ms"]))
+                paced = run_wrk(port, scenario, c, args.duration, data_file, delay_ms=delay)
+                result["half_load"] = paced
+                log(f"{scenario:7} at ~half load ({paced['rps']:.0f} req/s): p99 {paced['p99_ms']:.2f} ms")
+            results.append(result)
+
+        print()
+        print(f"{'scenario':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS MiB':>8} {'ceiling':>9} {'ratio':>6}")
+        for r in results:
+            print(f"{r['scenario']:9} {r['connections']:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+                  f"{r['errors']:>7} {r['peak_rss_mib']:>8.1f} {r['ceiling_rps']:>9.0f} {r['ratio']:>6.2f}")
+        for r in results:
+            if "half_load" in r:
+                h = r["half_load"]
+                print(f"{r['scenario']} at ~half load: {h['rps']:.0f} req/s, p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms")
+        if hash_ms:
+            print(f"Argon2id: {hash_ms:.1f} ms per hash on one core; RSS includes up to {cores} × 19 MiB while hashing")
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "cores": cores,
+                  "users": args.users, "tasks_per_user": args.tasks_per_user, "duration_s": args.duration,
+                  "argon2_ms": hash_ms, "results": results}
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+        svg_chart(results, out / "latest.svg")
+        log(f"results: {out / (stamp + '.json')}, chart: {out / 'latest.svg'}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
