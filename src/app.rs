@@ -13,18 +13,30 @@ use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{Database, Settings};
 use crate::db::{self, DbError, MigrateError, private};
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. One `Arc`: axum clones the state for every request.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state shared by all requests.
+#[derive(Debug)]
+pub struct Shared {
     pub pool: Pool,
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
     /// `/openapi.json`, rendered once.
     pub openapi_json: Arc<String>,
     /// Failed logins per client address (the per-account count is in PostgreSQL).
-    pub login_throttle: Arc<AddressThrottle>,
+    pub login_throttle: AddressThrottle,
     /// Registrations per client address.
-    pub registration_throttle: Arc<AddressThrottle>,
+    pub registration_throttle: AddressThrottle,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[std::net::IpAddr]>,
 }
@@ -151,21 +163,21 @@ impl Application {
         let openapi_json = crate::http::openapi()
             .to_pretty_json()
             .map_err(|e| StartupError::Internal(e.to_string()))?;
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             pool,
             tokens: TokenService::new(&settings.secret_key, settings.access_token_expire_minutes),
             hasher,
             openapi_json: Arc::new(openapi_json),
-            login_throttle: Arc::new(AddressThrottle::new(
+            login_throttle: AddressThrottle::new(
                 settings.login_failures_per_address,
                 ACCOUNT_WINDOW,
-            )),
-            registration_throttle: Arc::new(AddressThrottle::new(
+            ),
+            registration_throttle: AddressThrottle::new(
                 settings.registrations_per_address,
                 ACCOUNT_WINDOW,
-            )),
+            ),
             trusted_proxies: settings.trusted_proxies.clone().into(),
-        };
+        }));
 
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address)

@@ -1,7 +1,7 @@
 //! RFC 3339 timestamps: strict parsing (an explicit offset is required) and UTC output.
 
 use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset, macros::format_description};
+use time::{OffsetDateTime, UtcOffset};
 
 /// Parses an RFC 3339 timestamp with an explicit offset (`Z` or `±hh:mm`), as UTC.
 pub fn parse(raw: &str) -> Result<OffsetDateTime, String> {
@@ -15,13 +15,28 @@ pub fn parse(raw: &str) -> Result<OffsetDateTime, String> {
 /// Formats as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`: UTC, microseconds (PostgreSQL's precision)
 /// only when there are any.
 pub fn format(instant: OffsetDateTime) -> String {
+    use std::fmt::Write;
+    // Written by hand: on the list route this runs three times per task, and the
+    // general-purpose formatter showed up in the profile (docs/PERFORMANCE.md).
     let utc = instant.to_offset(UtcOffset::UTC);
-    let whole = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-    let base = utc.format(&whole).unwrap_or_default();
+    let mut out = String::with_capacity(27);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
+    );
     match utc.microsecond() {
-        0 => format!("{base}Z"),
-        micros => format!("{base}.{micros:06}Z"),
+        0 => out.push('Z'),
+        micros => {
+            let _ = write!(out, ".{micros:06}Z");
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -35,6 +50,17 @@ mod tests {
         assert!(parse("2026-12-01T17:00:00").is_err());
         assert!(parse("2026-12-01").is_err());
         assert!(parse("next tuesday").is_err());
+    }
+
+    #[test]
+    fn formatting_matches_rfc_3339_at_the_edges() {
+        for (raw, formatted) in [
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+            ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+            ("2026-02-28T23:30:00-01:00", "2026-03-01T00:30:00Z"),
+        ] {
+            assert_eq!(format(parse(raw).unwrap()), formatted);
+        }
     }
 
     #[test]
