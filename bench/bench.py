@@ -72,6 +72,24 @@ PGBENCH_SCRIPTS = {
 }
 MIXED_WEIGHTS = {"list": 40, "get": 40, "create": 10, "patch": 10}
 
+# The same reads as before row-level security: the account check pipelined with the
+# statements, no transaction, run as a role that bypasses RLS (the superuser). Measures
+# what the second wall costs the database (docs/SECURITY.md).
+EXISTS_CHECK = f"SELECT EXISTS (SELECT 1 FROM users WHERE id = {OWNER});"
+
+
+def plain(*statements):
+    body = "\n".join([EXISTS_CHECK, *statements])
+    return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
+
+
+WITHOUT_RLS = {
+    "list": plain(
+        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 0;",
+        f"SELECT count(*) FROM tasks WHERE {FILTERS};"),
+    "get": plain(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
+}
+
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
@@ -163,17 +181,18 @@ def run_wrk(port, scenario, connections, duration, data_file, delay_ms=0):
     }
 
 
-def run_pgbench(pg, scenario, connections, duration, users, workdir):
+def run_pgbench(pg, scenario, connections, duration, users, workdir, sources=None, role="taskapi_app"):
     files = []
     scripts = MIXED_WEIGHTS if scenario == "mixed" else {scenario: 1}
+    sources = sources or PGBENCH_SCRIPTS
     for name, weight in scripts.items():
-        path = workdir / f"{name}.sql"
-        path.write_text(PGBENCH_SCRIPTS[name])
+        path = workdir / f"{name}-{role}.sql"
+        path.write_text(sources[name])
         files += ["-f", f"{path}@{weight}"]
     out = subprocess.run(
         [pg["pgbench"], "-n", "-M", "prepared", "-c", str(connections), "-j", str(min(2, connections)),
          "-T", str(duration), "-D", f"users={users}", "-h", pg["socket"], "-p", "5432",
-         "-U", "taskapi_app", *files, "taskapi"],
+         "-U", role, *files, "taskapi"],
         capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
@@ -214,6 +233,10 @@ def main():
     parser.add_argument("--duration", type=int, default=5, help="seconds per run")
     parser.add_argument("--connections", default="16,64", help="concurrencies to try")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--pool-size", type=int, default=16,
+                        help="the server's DATABASE_POOL_SIZE; pgbench uses min(connections, this)")
+    parser.add_argument("--rls-rounds", type=int, default=3,
+                        help="alternating pgbench rounds measuring the cost of row-level security (0: skip)")
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "taskapi"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
@@ -226,7 +249,7 @@ def main():
     port = free_port()
     env = dict(os.environ, TASKAPI_DATA_DIR=str(data_dir), HOST="127.0.0.1", PORT=str(port),
                RUST_LOG="warn", REGISTRATIONS_PER_ADDRESS="100000000",
-               LOGIN_FAILURES_PER_ADDRESS="100000000")
+               LOGIN_FAILURES_PER_ADDRESS="100000000", DATABASE_POOL_SIZE=str(args.pool_size))
     env.pop("DATABASE_URL", None)
     server = subprocess.Popen([args.binary], env=env)
     try:
@@ -280,8 +303,10 @@ def main():
                 result["ceiling_rps"] = cores * 1000 / hash_ms
                 result["ceiling"] = f"{cores} cores / {hash_ms:.1f} ms per Argon2id hash"
             else:
-                result["ceiling_rps"] = run_pgbench(pg, scenario, best["connections"], args.duration, args.users, workdir)
-                result["ceiling"] = "pgbench, same SQL, same connections"
+                # The API never holds more database connections than its pool: neither may pgbench.
+                db_connections = min(best["connections"], args.pool_size)
+                result["ceiling_rps"] = run_pgbench(pg, scenario, db_connections, args.duration, args.users, workdir)
+                result["ceiling"] = f"pgbench, same SQL, {db_connections} connections"
             result["ratio"] = result["rps"] / result["ceiling_rps"]
             if scenario in ("list", "get"):
                 half = best["rps"] / 2
@@ -293,6 +318,18 @@ def main():
                 log(f"{scenario:7} at ~half load ({paced['rps']:.0f} req/s): p99 {paced['p99_ms']:.2f} ms")
             results.append(result)
 
+        rls_cost = {}
+        for scenario in [s for s in ("list", "get") if s in scenarios and args.rls_rounds > 0]:
+            ratios = []
+            for _ in range(args.rls_rounds):
+                with_rls = run_pgbench(pg, scenario, args.pool_size, args.duration, args.users, workdir)
+                without = run_pgbench(pg, scenario, args.pool_size, args.duration, args.users, workdir,
+                                      sources=WITHOUT_RLS, role="postgres")
+                ratios.append(with_rls / without)
+                log(f"RLS cost {scenario}: {with_rls:.0f} tps with, {without:.0f} without")
+            ratios.sort()
+            rls_cost[scenario] = {"median_ratio": ratios[len(ratios) // 2], "ratios": ratios}
+
         print()
         print(f"{'scenario':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS MiB':>8} {'ceiling':>9} {'ratio':>6}")
         for r in results:
@@ -302,6 +339,9 @@ def main():
             if "half_load" in r:
                 h = r["half_load"]
                 print(f"{r['scenario']} at ~half load: {h['rps']:.0f} req/s, p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms")
+        for scenario, cost in rls_cost.items():
+            print(f"row-level security on {scenario}: {100 * (1 - cost['median_ratio']):.1f}% fewer transactions/s "
+                  f"(median of {len(cost['ratios'])} alternating pgbench rounds)")
         if hash_ms:
             print(f"Argon2id: {hash_ms:.1f} ms per hash on one core; RSS includes up to {cores} × 19 MiB while hashing")
 
@@ -310,7 +350,7 @@ def main():
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "cores": cores,
                   "users": args.users, "tasks_per_user": args.tasks_per_user, "duration_s": args.duration,
-                  "argon2_ms": hash_ms, "results": results}
+                  "argon2_ms": hash_ms, "pool_size": args.pool_size, "results": results, "rls_cost": rls_cost}
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
