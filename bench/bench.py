@@ -309,11 +309,16 @@ def main():
                 result["ceiling"] = f"pgbench, same SQL, {db_connections} connections"
             result["ratio"] = result["rps"] / result["ceiling_rps"]
             if scenario in ("list", "get"):
-                half = best["rps"] / 2
-                c = 32
-                cycle_ms = c / half * 1000
-                delay = max(0, round(cycle_ms - best["p50_ms"]))
-                paced = run_wrk(port, scenario, c, args.duration, data_file, delay_ms=delay)
+                # Latency at about half the best throughput: each connection waits between
+                # requests; the wait is corrected once or twice from the rate achieved.
+                target, c = best["rps"] / 2, 32
+                delay = max(1, round(c / target * 1000))
+                for _ in range(3):
+                    paced = run_wrk(port, scenario, c, args.duration, data_file, delay_ms=delay)
+                    if abs(paced["rps"] - target) <= 0.15 * target:
+                        break
+                    latency_ms = max(0.0, c / paced["rps"] * 1000 - delay)
+                    delay = max(1, round(c / target * 1000 - latency_ms))
                 result["half_load"] = paced
                 log(f"{scenario:7} at ~half load ({paced['rps']:.0f} req/s): p99 {paced['p99_ms']:.2f} ms")
             results.append(result)
