@@ -200,6 +200,40 @@ def run_pgbench(pg, scenario, connections, duration, users, workdir, sources=Non
     return float(match.group(1))
 
 
+def psql(pg, sql):
+    subprocess.run([pg["psql"], "-q", "-v", "ON_ERROR_STOP=1", "-h", pg["socket"], "-U", "postgres",
+                    "-d", "taskapi", "-c", sql], check=True, capture_output=True)
+
+
+def run_scale(port, pg, args, workdir, data_file):
+    """How the cost grows: list for accounts of 10, 1,000 and 10,000 tasks; get with 100k and
+    1M tasks in the table. Big accounts are filled with SQL (the API would take too long)."""
+    rows = []
+    client = Client(port)
+    for size in (10, 1_000, 10_000):
+        email = f"scale-{size}-{int(time.time())}@example.com"
+        assert client.call("POST", "/auth/register", {"email": email, "password": PASSWORD})[0] == 201
+        psql(pg, f"INSERT INTO tasks (owner_id, title, priority, due_at) "
+                 f"SELECT u.id, 'Scale task ' || g, (ARRAY['low','medium','high','urgent'])[1 + g % 4]::task_priority, "
+                 f"now() + g * interval '1 hour' FROM users u, generate_series(1, {size}) g WHERE u.email = '{email}'; "
+                 f"ANALYZE tasks;")
+        _, body = client.call("POST", "/auth/login", {"email": email, "password": PASSWORD})
+        _, page = client.call("GET", "/tasks?limit=1", token=body["access_token"])
+        one = workdir / f"scale-{size}.tsv"
+        one.write_text(f"{body['access_token']}\t{page['items'][0]['id']}\t{email}\t{PASSWORD}\n")
+        run = run_wrk(port, "list", 16, args.duration, one)
+        rows.append({"what": f"list, {size} tasks in the account", **run})
+        log(f"growth  list @ {size:>6} tasks/user: {run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms")
+    for total in (100_000, 1_000_000):
+        psql(pg, "CREATE TEMP TABLE f AS SELECT id FROM users LIMIT 1; "
+                 f"INSERT INTO tasks (owner_id, title) SELECT (SELECT id FROM f), 'Filler ' || g "
+                 f"FROM generate_series(1, greatest(0, {total} - (SELECT count(*) FROM tasks))) g; ANALYZE tasks;")
+        run = run_wrk(port, "get", 16, args.duration, data_file)
+        rows.append({"what": f"get, {total:,} tasks in the table", **run})
+        log(f"growth  get @ {total:>9} rows: {run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms")
+    return rows
+
+
 def argon2_ms():
     out = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "argon2_time"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -237,6 +271,8 @@ def main():
                         help="the server's DATABASE_POOL_SIZE; pgbench uses min(connections, this)")
     parser.add_argument("--rls-rounds", type=int, default=3,
                         help="alternating pgbench rounds measuring the cost of row-level security (0: skip)")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="skip the growth runs (list at 10/1,000/10,000 tasks per user; get at 100k/1M rows)")
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "taskapi"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
@@ -335,6 +371,8 @@ def main():
             ratios.sort()
             rls_cost[scenario] = {"median_ratio": ratios[len(ratios) // 2], "ratios": ratios}
 
+        scale = [] if args.no_scale else run_scale(port, pg, args, workdir, data_file)
+
         print()
         print(f"{'scenario':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS MiB':>8} {'ceiling':>9} {'ratio':>6}")
         for r in results:
@@ -347,6 +385,8 @@ def main():
         for scenario, cost in rls_cost.items():
             print(f"row-level security on {scenario}: {100 * (1 - cost['median_ratio']):.1f}% fewer transactions/s "
                   f"(median of {len(cost['ratios'])} alternating pgbench rounds)")
+        for row in scale:
+            print(f"growth: {row['what']:<34} {row['rps']:>8.0f} req/s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
         if hash_ms:
             print(f"Argon2id: {hash_ms:.1f} ms per hash on one core; RSS includes up to {cores} × 19 MiB while hashing")
 
@@ -355,7 +395,8 @@ def main():
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "cores": cores,
                   "users": args.users, "tasks_per_user": args.tasks_per_user, "duration_s": args.duration,
-                  "argon2_ms": hash_ms, "pool_size": args.pool_size, "results": results, "rls_cost": rls_cost}
+                  "argon2_ms": hash_ms, "pool_size": args.pool_size, "results": results, "rls_cost": rls_cost,
+                  "growth": scale}
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
