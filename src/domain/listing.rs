@@ -105,6 +105,17 @@ impl Default for TaskQuery {
     }
 }
 
+impl TaskQuery {
+    /// Whether any filter narrows the list (paging and sorting do not).
+    pub fn has_filters(&self) -> bool {
+        !self.statuses.is_empty()
+            || !self.priorities.is_empty()
+            || self.due_before.is_some()
+            || self.due_after.is_some()
+            || self.q.is_some()
+    }
+}
+
 const SINGLE_VALUED: [&str; 6] = ["limit", "offset", "due_before", "due_after", "q", "sort"];
 
 impl TaskQuery {

@@ -52,6 +52,8 @@ macro_rules! list {
 }
 
 const COUNT: &str = concat!("SELECT count(*) FROM tasks WHERE ", filters!());
+// Without filters, the trigger-kept count (migration V3): one row, whatever the account's size.
+const COUNT_ALL: &str = "SELECT task_count::int8 FROM users WHERE id = $1";
 
 // One statement per sort order, so each is prepared once and planned well. Ties are broken
 // by id in the same direction; tasks without a due date come last both ways.
@@ -126,6 +128,7 @@ const DELETE: &str = "DELETE FROM tasks \
 pub(super) fn statements() -> impl Iterator<Item = &'static str> {
     [
         COUNT,
+        COUNT_ALL,
         LIST_CREATED_ASC,
         LIST_CREATED_DESC,
         LIST_UPDATED_ASC,
@@ -246,14 +249,19 @@ pub async fn list(
         &query.limit,
         &query.offset,
     ];
+    let (count_sql, count_params) = if query.has_filters() {
+        (COUNT, &filters[..])
+    } else {
+        (COUNT_ALL, &filters[..1])
+    };
     let (list_statement, count_statement) = tokio::join!(
         client.prepare_cached(list_statement(query.sort)),
-        client.prepare_cached(COUNT)
+        client.prepare_cached(count_sql)
     );
     let (list_statement, count_statement) = (list_statement?, count_statement?);
     let (rows, count) = tokio::join!(
         client.query(&list_statement, &page),
-        client.query_one(&count_statement, &filters)
+        client.query_one(&count_statement, count_params)
     );
     let tasks = rows?
         .into_iter()

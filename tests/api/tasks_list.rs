@@ -974,3 +974,55 @@ async fn listing_without_a_valid_token_is_401() {
         assert_problem(response, StatusCode::UNAUTHORIZED).await;
     }
 }
+
+/// The unfiltered `total` comes from a count kept by a trigger (migration V3); it must agree
+/// with the rows through creates, deletes, and an account's deletion.
+#[tokio::test]
+async fn the_kept_task_count_agrees_with_the_rows() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.create_task(&user, json!({"title": format!("t{i}")}))
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids[..2] {
+        let response = app
+            .request(Method::DELETE, &format!("/tasks/{id}"), Some(&user.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+    let list = json_body(app.get("/tasks", Some(&user.token)).await).await;
+    assert_eq!(list["total"], 3);
+    let filtered = json_body(app.get("/tasks?status=todo", Some(&user.token)).await).await;
+    assert_eq!(filtered["total"], 3);
+    let db = app.db().await;
+    let (kept, actual): (i32, i64) = {
+        let row = db
+            .query_one(
+                "SELECT task_count, (SELECT count(*) FROM tasks WHERE owner_id = $1) FROM users WHERE id = $1",
+                &[&user.id],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((kept, actual), (3, 3));
+    // The API's role cannot forge it.
+    let app_role = taskapi::db::connect(&crate::helpers::database().await.config)
+        .await
+        .unwrap();
+    assert!(
+        app_role
+            .execute("UPDATE users SET task_count = 0", &[])
+            .await
+            .is_err()
+    );
+}
