@@ -53,6 +53,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Syntax errors (bad JSON, invalid UTF-8, trailing data) are 400; data that does not fit
 /// the expected shape is 422.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is a JSON object. serde would also read a struct from an array, by
+    // position (`["title"]`), so anything else is refused here first.
+    let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| b != b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => {
+                    ApiError::Validation(ValidationErrors::single("body", "must be a JSON object"))
+                }
+                Err(error) => classify(error, ""),
+            },
+        );
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -199,10 +212,14 @@ mod tests {
             status_and_field(r#"{"count":1}"#),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("name".to_owned()))
         );
-        assert_eq!(
-            status_and_field("[]"),
-            (StatusCode::UNPROCESSABLE_ENTITY, Some("body".to_owned()))
-        );
+        for not_an_object in ["[]", r#"["a", 1]"#, "5", r#""text""#, "null", " [\"a\"]"] {
+            assert_eq!(
+                status_and_field(not_an_object),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("body".to_owned())),
+                "{not_an_object}"
+            );
+        }
+        assert_eq!(status_and_field("[1,"), (StatusCode::BAD_REQUEST, None));
     }
 
     #[test]

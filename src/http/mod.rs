@@ -67,9 +67,36 @@ impl Modify for BearerAuth {
     }
 }
 
+/// utoipa makes an optional header parameter `["string", "null"]`; a header is never null.
+struct HeadersAreStrings;
+
+impl Modify for HeadersAreStrings {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.parameter_in == ParameterIn::Header {
+                        parameter.schema =
+                            Some(ObjectBuilder::new().schema_type(Type::String).into());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The API routes and their OpenAPI document, from the same handler annotations.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::get_me, auth::delete_me))
@@ -85,8 +112,11 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(health::health))
         .routes(routes!(docs::openapi_json))
-        .routes(routes!(docs::docs_index))
-        .split_for_parts()
+        .routes(routes!(docs::docs_index));
+    // After the routes are merged in: a modifier on `ApiDoc` would see no paths yet.
+    let (router, mut openapi) = api.split_for_parts();
+    HeadersAreStrings.modify(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI document of every route.

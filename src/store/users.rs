@@ -121,7 +121,7 @@ impl TryFrom<tokio_postgres::Row> for UserRow {
 }
 
 /// What a login attempt needs to know about an address.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LoginLookup {
     /// The account's id, password hash and token version, if there is one.
     pub account: Option<(Uuid, String, i32)>,

@@ -154,3 +154,57 @@ async fn responses_say_nosniff_and_carry_a_request_id() {
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert!(response.headers().contains_key("x-request-id"));
 }
+
+#[tokio::test]
+async fn bodies_that_are_not_json_objects_are_422_never_read_by_position() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let task = app.create_task(&user, json!({"title": "kept"})).await;
+    let path = format!("/tasks/{}", task["id"].as_str().unwrap());
+    for (method, path, body) in [
+        (Method::POST, "/tasks", json!(["Array title"])),
+        (Method::PATCH, path.as_str(), json!(["t2", "desc", "done"])),
+        (Method::PATCH, path.as_str(), json!([])),
+        (Method::PUT, path.as_str(), json!(["x"])),
+        (
+            Method::POST,
+            "/auth/register",
+            json!(["arr@example.com", "array-password-1"]),
+        ),
+        (
+            Method::POST,
+            "/auth/login",
+            json!([user.email, crate::helpers::PASSWORD]),
+        ),
+        (Method::POST, "/tasks", json!("a string")),
+        (Method::POST, "/tasks", json!(null)),
+    ] {
+        let token = Some(user.token.as_str());
+        let response = app.send_json(method.clone(), path, token, &body).await;
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(
+            problem["errors"][0]["field"], "body",
+            "{method} {path} {body}"
+        );
+        assert!(
+            !problem.to_string().contains("struct"),
+            "no internal type names: {problem}"
+        );
+    }
+    let unchanged = crate::helpers::json_body(app.get(&path, Some(&user.token)).await).await;
+    assert_eq!(unchanged, task);
+}
+
+#[tokio::test]
+async fn login_with_an_address_postgresql_cannot_store_is_a_plain_401() {
+    let app = TestApp::spawn().await;
+    let response = app.login("a\u{0}b@example.com", "whatever-123").await;
+    let problem = assert_problem(response, StatusCode::UNAUTHORIZED).await;
+    let unknown = assert_problem(
+        app.login(&crate::helpers::unique_email(), "whatever-123")
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(problem, unknown);
+}
