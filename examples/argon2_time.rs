@@ -6,7 +6,10 @@ use std::time::Instant;
 use taskapi::auth::PasswordHasher;
 use taskapi::domain::Password;
 
-#[expect(clippy::print_stdout, reason = "the benchmark reads the figure from stdout")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the benchmark reads the figure from stdout"
+)]
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let hasher = PasswordHasher::new(1).await.expect("hasher");
