@@ -200,6 +200,23 @@ def run_pgbench(pg, scenario, connections, duration, users, workdir, sources=Non
     return float(match.group(1))
 
 
+def login_storm(port, pid, duration, data_file):
+    """list at a modest paced rate, quiet and then during a 64-connection login storm."""
+    quiet = run_wrk(port, "list", 8, duration, data_file, delay_ms=16)
+    peak_rss_reset(pid)
+    env = dict(os.environ, BENCH_SCENARIO="login", BENCH_DATA=str(data_file), BENCH_DELAY_MS="0")
+    logins = subprocess.Popen(
+        ["wrk", "-t1", "-c64", f"-d{duration + 2}s", "--timeout", "30s", "-s", str(WRK_SCRIPT),
+         f"http://127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL)
+    time.sleep(1)
+    stormy = run_wrk(port, "list", 8, duration, data_file, delay_ms=16)
+    logins.wait()
+    result = {"quiet": quiet, "storm": stormy, "p99_factor": stormy["p99_ms"] / max(quiet["p99_ms"], 1e-9),
+              "peak_rss_mib": peak_rss_kib(pid) / 1024}
+    log(f"login storm: list p99 {stormy['p99_ms']:.2f} ms (quiet {quiet['p99_ms']:.2f} ms)")
+    return result
+
+
 def psql(pg, sql):
     subprocess.run([pg["psql"], "-q", "-v", "ON_ERROR_STOP=1", "-h", pg["socket"], "-U", "postgres",
                     "-d", "taskapi", "-c", sql], check=True, capture_output=True)
@@ -378,6 +395,10 @@ def main():
             ratios.sort()
             rls_cost[scenario] = {"median_ratio": ratios[len(ratios) // 2], "ratios": ratios}
 
+        storm = None
+        if "login" in scenarios and "list" in scenarios:
+            storm = login_storm(port, server.pid, args.duration, data_file)
+
         scale = [] if args.no_scale else run_scale(port, pg, args, workdir, data_file)
 
         print()
@@ -392,6 +413,10 @@ def main():
         for scenario, cost in rls_cost.items():
             print(f"row-level security on {scenario}: {100 * (1 - cost['median_ratio']):.1f}% fewer transactions/s "
                   f"(median of {len(cost['ratios'])} alternating pgbench rounds)")
+        if storm:
+            print(f"login storm (64 connections): list p99 {storm['storm']['p99_ms']:.2f} ms vs "
+                  f"{storm['quiet']['p99_ms']:.2f} ms quiet ({storm['p99_factor']:.1f}×), "
+                  f"peak RSS {storm['peak_rss_mib']:.1f} MiB")
         for row in scale:
             print(f"growth: {row['what']:<34} {row['rps']:>8.0f} req/s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
         if hash_ms:
@@ -403,7 +428,7 @@ def main():
         report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "cores": cores,
                   "users": args.users, "tasks_per_user": args.tasks_per_user, "duration_s": args.duration,
                   "argon2_ms": hash_ms, "pool_size": args.pool_size, "results": results, "rls_cost": rls_cost,
-                  "growth": scale}
+                  "growth": scale, "login_storm": storm}
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
