@@ -1,16 +1,16 @@
-//! Argon2id password hashing (m = 19456 KiB, t = 2, p = 1; DECISIONS.md), run on the
-//! blocking pool behind a bound on concurrent hashes: each holds 19 MiB and a core, so a
-//! login storm queues here instead of exhausting memory or starving other requests.
-//!
-//! The 19 MiB working memory of each hash comes from a fixed set of buffers, one per
-//! permit, allocated once: memory stays bounded (glibc would otherwise keep freed 19 MiB
-//! blocks in one arena per thread), and no hash pays for faulting in fresh pages.
+//! Argon2id password hashing (m = 19456 KiB, t = 2, p = 1; DECISIONS.md) on a fixed set of
+//! hashing threads, one per core, each owning its 19 MiB working memory (allocated once:
+//! memory stays bounded, and no hash pays for faulting in fresh pages). A login storm queues
+//! here instead of exhausting memory, and the hashing threads run at a lower scheduling
+//! priority (nice 10), so the async workers and PostgreSQL keep serving other requests while
+//! hashes use whatever CPU is left (docs/PERFORMANCE.md "login storm").
 
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::domain::Password;
 
@@ -24,8 +24,8 @@ const OUTPUT_LEN: usize = 32;
 pub enum HashError {
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("password hashing task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
+    #[error("the password hashing threads are gone")]
+    WorkersGone,
 }
 
 fn hash_error(error: impl std::fmt::Display) -> HashError {
@@ -33,13 +33,13 @@ fn hash_error(error: impl std::fmt::Display) -> HashError {
 }
 
 type Memory = Vec<Block>;
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
 /// Hashes and verifies passwords; cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
-    /// One working memory per permit: whoever holds a permit finds one here.
-    memories: Arc<Mutex<Vec<Memory>>>,
+    jobs: mpsc::Sender<Job>,
+    workers: usize,
     /// Verified against when the email is unknown, so both login failures cost the same.
     dummy_hash: Arc<str>,
 }
@@ -47,8 +47,28 @@ pub struct PasswordHasher {
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher")
-            .field("permits", &self.permits.available_permits())
+            .field("workers", &self.workers)
             .finish_non_exhaustive()
+    }
+}
+
+/// Nice 10 (thread-priority maps 0..=99 onto nice 19..=-20): a hash yields to a request.
+const HASHING_PRIORITY: u8 = 22;
+
+fn hashing_thread(jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    if let Ok(value) = ThreadPriorityValue::try_from(HASHING_PRIORITY) {
+        // Lowering one's own priority needs no privilege; if it fails, hash at normal priority.
+        let _ = set_current_thread_priority(ThreadPriority::Crossplatform(value));
+    }
+    let mut memory = new_memory();
+    loop {
+        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        match job {
+            Ok(job) => job(&mut memory),
+            // Every `PasswordHasher` is gone.
+            Err(mpsc::RecvError) => return,
+        }
     }
 }
 
@@ -121,52 +141,46 @@ fn verify_with(memory: &mut Memory, password: &str, phc: &str) -> bool {
 }
 
 impl PasswordHasher {
-    /// `max_concurrent` hashes at once (usually the number of cores).
-    pub async fn new(max_concurrent: usize) -> Result<Self, HashError> {
-        let permits = max_concurrent.max(1);
-        let (memories, dummy) = tokio::task::spawn_blocking(move || {
-            let mut memories: Vec<Memory> = (0..permits).map(|_| new_memory()).collect();
-            let dummy = hash_with(&mut memories[0], "taskapi dummy password");
-            (memories, dummy)
-        })
-        .await?;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(permits)),
-            memories: Arc::new(Mutex::new(memories)),
-            dummy_hash: dummy?.into(),
-        })
+    /// `workers` hashing threads (usually one per core): at most that many hashes at once.
+    pub async fn new(workers: usize) -> Result<Self, HashError> {
+        let workers = workers.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..workers {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || hashing_thread(queue))
+                .map_err(hash_error)?;
+        }
+        let mut hasher = Self {
+            jobs,
+            workers,
+            dummy_hash: Arc::from(""),
+        };
+        let dummy = hasher
+            .run(|memory| hash_with(memory, "taskapi dummy password"))
+            .await??;
+        hasher.dummy_hash = dummy.into();
+        Ok(hasher)
     }
 
-    /// Runs `work` with a permit and a working memory, on the blocking pool.
-    async fn with_memory<T: Send + 'static>(
+    /// Queues `work` for a hashing thread and waits for its answer without blocking the
+    /// async runtime.
+    async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let taken = self
-            .memories
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
-        let mut memory = taken.unwrap_or_else(new_memory);
-        let (memory, result) = tokio::task::spawn_blocking(move || {
-            let result = work(&mut memory);
-            (memory, result)
-        })
-        .await?;
-        self.memories
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(memory);
-        Ok(result)
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(work(memory));
+        });
+        self.jobs.send(job).map_err(|_| HashError::WorkersGone)?;
+        answer.await.map_err(|_| HashError::WorkersGone)
     }
 
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
-        self.with_memory(move |memory| hash_with(memory, password.expose()))
+        self.run(move |memory| hash_with(memory, password.expose()))
             .await?
     }
 
@@ -180,7 +194,7 @@ impl PasswordHasher {
         let known = stored.is_some();
         let phc: Arc<str> = stored.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let matches = self
-            .with_memory(move |memory| verify_with(memory, password.expose(), &phc))
+            .run(move |memory| verify_with(memory, password.expose(), &phc))
             .await?;
         Ok(known && matches)
     }
