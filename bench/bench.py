@@ -288,7 +288,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--tasks-per-user", type=int, default=50)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per run")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per run")
     parser.add_argument("--connections", default="16,64", help="concurrencies to try")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--pool-size", type=int, default=16,
