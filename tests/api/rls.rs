@@ -28,7 +28,8 @@ async fn app_role() -> tokio_postgres::Client {
     client
 }
 
-async fn owners_seen(client: &tokio_postgres::Client, caller: Option<Uuid>) -> Vec<Uuid> {
+/// Opens a transaction as a request would, with `caller` as the RLS identity (if any).
+async fn begin_as(client: &tokio_postgres::Client, caller: Option<Uuid>) {
     client.batch_execute("BEGIN").await.unwrap();
     if let Some(caller) = caller {
         client
@@ -39,6 +40,10 @@ async fn owners_seen(client: &tokio_postgres::Client, caller: Option<Uuid>) -> V
             .await
             .unwrap();
     }
+}
+
+async fn owners_seen(client: &tokio_postgres::Client, caller: Option<Uuid>) -> Vec<Uuid> {
+    begin_as(client, caller).await;
     // Deliberately no owner filter: only the policy stands between rows and the caller.
     let rows = client
         .query("SELECT owner_id FROM tasks", &[])
@@ -112,14 +117,7 @@ async fn rows_cannot_be_written_for_another_owner_even_by_sql_without_filters() 
     let bob = app.new_user().await;
     app.create_task(&bob, json!({"title": "bob's"})).await;
     let client = app_role().await;
-    client.batch_execute("BEGIN").await.unwrap();
-    client
-        .execute(
-            "SELECT set_config('taskapi.user_id', $1, true)",
-            &[&alice.id.to_string()],
-        )
-        .await
-        .unwrap();
+    begin_as(&client, Some(alice.id)).await;
     let forged = client
         .execute(
             "INSERT INTO tasks (owner_id, title) VALUES ($1, 'planted')",
@@ -129,14 +127,7 @@ async fn rows_cannot_be_written_for_another_owner_even_by_sql_without_filters() 
     assert!(forged.is_err(), "WITH CHECK refuses rows for another owner");
     client.batch_execute("ROLLBACK").await.unwrap();
 
-    client.batch_execute("BEGIN").await.unwrap();
-    client
-        .execute(
-            "SELECT set_config('taskapi.user_id', $1, true)",
-            &[&alice.id.to_string()],
-        )
-        .await
-        .unwrap();
+    begin_as(&client, Some(alice.id)).await;
     let touched = client
         .execute("UPDATE tasks SET title = 'mine now'", &[])
         .await
