@@ -24,7 +24,10 @@ pub async fn database() -> &'static ReadyDatabase {
             let target = match std::env::var("DATABASE_URL") {
                 Ok(url) => Database::External {
                     app: Box::new(url.parse().expect("DATABASE_URL must be valid")),
-                    owner: None,
+                    // The owner, for migrations and for the checks behind the API's back.
+                    owner: std::env::var("DATABASE_OWNER_URL").ok().map(|owner| {
+                        Box::new(owner.parse().expect("DATABASE_OWNER_URL must be valid"))
+                    }),
                 },
                 Err(_) => Database::Private(private::Options {
                     data_dir: std::env::temp_dir().join(format!("taskapi-test-{}", Uuid::new_v4())),
