@@ -11,6 +11,7 @@ mod openapi;
 mod outage;
 mod private_postgres;
 mod rls;
+mod shutdown;
 mod tasks_crud;
 mod tasks_list;
 mod tokens;
