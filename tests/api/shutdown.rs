@@ -78,8 +78,9 @@ async fn shutdown_finishes_the_request_in_flight_and_refuses_new_ones() {
     for _ in 0..200 {
         let row = blocker
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND query LIKE 'UPDATE tasks%'",
+                // Blocked by this very connection's lock: no other test's waiter counts.
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))",
                 &[],
             )
             .await
