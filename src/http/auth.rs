@@ -11,7 +11,7 @@ use super::extract::{ApiJson, ClientAddress};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::domain::{Email, Password, ValidationErrors, timestamp};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::store::{self, users::UserRow};
 
 /// Credentials, for registration and login.
@@ -116,22 +116,20 @@ async fn confirm_password(
     Ok(())
 }
 
-const PROBLEM: &str = "application/problem+json";
-
 /// Create an account.
 #[utoipa::path(
     post, path = "/auth/register", tag = "auth",
     request_body = CredentialsRequest,
     responses(
         (status = 201, description = "Account created", body = UserResponse),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
-        (status = 409, description = "Email already registered (in any case)", body = Problem, content_type = PROBLEM),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Invalid email, or a password too short, too long or too common", body = Problem, content_type = PROBLEM),
-        (status = 429, description = "Too many registrations from this address", body = Problem, content_type = PROBLEM,
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "Email already registered (in any case)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid email, or a password too short, too long or too common", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many registrations from this address", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn register(
@@ -161,14 +159,14 @@ pub async fn register(
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Unknown email or wrong password (the same answer, in the same time)", body = Problem, content_type = PROBLEM),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Missing or mistyped fields", body = Problem, content_type = PROBLEM),
-        (status = 429, description = "Too many failed logins for this account (10 in 15 minutes) or from this address; the password is not checked", body = Problem, content_type = PROBLEM,
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Unknown email or wrong password (the same answer, in the same time)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Missing or mistyped fields", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many failed logins for this account (10 in 15 minutes) or from this address; the password is not checked", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn login(
@@ -235,8 +233,8 @@ pub async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = UserResponse),
-        (status = 401, description = "Missing, invalid, expired or revoked token, or a deleted account", body = Problem, content_type = PROBLEM),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid, expired or revoked token, or a deleted account", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn get_me(
@@ -254,8 +252,8 @@ pub async fn get_me(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn logout(
@@ -273,8 +271,8 @@ pub async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every token issued so far is revoked"),
-        (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn logout_all(
@@ -293,14 +291,14 @@ pub async fn logout_all(
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed; every earlier token is revoked"),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Bad token, or a wrong current password (counted as a failed login)", body = Problem, content_type = PROBLEM),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "The new password is too short, too long or too common", body = Problem, content_type = PROBLEM),
-        (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM,
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Bad token, or a wrong current password (counted as a failed login)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "The new password is too short, too long or too common", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn change_password(
@@ -325,14 +323,14 @@ pub async fn change_password(
     request_body = DeleteAccountRequest,
     responses(
         (status = 204, description = "The account and all its tasks are gone"),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM),
-        (status = 401, description = "Bad token, or a wrong password (counted as a failed login)", body = Problem, content_type = PROBLEM),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Missing or mistyped password", body = Problem, content_type = PROBLEM),
-        (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM,
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Bad token, or a wrong password (counted as a failed login)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Missing or mistyped password", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn delete_me(

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::db::DbError;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, PROBLEM_JSON, Problem};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
@@ -20,7 +20,7 @@ pub struct HealthResponse {
     get, path = "/health", tag = "operations",
     responses(
         (status = 200, description = "The database answers", body = HealthResponse),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {

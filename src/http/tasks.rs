@@ -15,7 +15,7 @@ use crate::domain::etag::{Precondition, task_etag};
 use crate::domain::listing::TaskQuery;
 use crate::domain::task::{Field, Priority, TaskInput, TaskStatus};
 use crate::domain::timestamp;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::store::{self, StoreError, tasks::TaskRow};
 
 /// A new task (POST), or the whole of a task (PUT: omitted optional fields take their
@@ -207,12 +207,12 @@ fn precondition(headers: &HeaderMap, id: Uuid) -> Precondition {
     responses(
         (status = 201, description = "Created", body = TaskResponse,
          headers(("Location" = String, description = "/tasks/{id}"), ("ETag" = String, description = "Strong tag of this version"))),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn create_task(
@@ -235,9 +235,9 @@ pub async fn create_task(
     params(ListTasksQuery),
     responses(
         (status = 200, description = "One page of the caller's tasks", body = TaskListResponse),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid, unknown or repeated query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid, unknown or repeated query parameter", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn list_tasks(
@@ -271,9 +271,9 @@ pub async fn list_tasks(
     responses(
         (status = 200, description = "The task", body = TaskResponse,
          headers(("ETag" = String, description = "Strong tag of this version"))),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task, or not the caller's, or not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such task, or not the caller's, or not a UUID", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn get_task(
@@ -299,14 +299,14 @@ pub async fn get_task(
     responses(
         (status = 200, description = "The changed task", body = TaskResponse,
          headers(("ETag" = String, description = "Strong tag of the new version"))),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn update_task(
@@ -349,14 +349,14 @@ pub async fn update_task(
     responses(
         (status = 200, description = "The replaced task", body = TaskResponse,
          headers(("ETag" = String, description = "Strong tag of the new version"))),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn replace_task(
@@ -385,10 +385,10 @@ pub async fn replace_task(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match is stale: nothing deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match is stale: nothing deleted", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub async fn delete_task(
