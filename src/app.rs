@@ -195,10 +195,6 @@ impl Application {
         self.listener.local_addr()
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the
     /// pool and stops the private database.
     pub async fn run_until(

@@ -184,17 +184,12 @@ impl TaskInput {
     /// their defaults, and `null` is refused where the field is not nullable.
     pub fn into_new_task(self) -> Result<NewTask, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let (title, others) = self.split();
-        let title = match title {
-            Field::Absent => {
-                errors.add("title", "is required");
-                None
-            }
-            other => parse_required(&mut errors, "title", other, |t| TaskTitle::parse(&t)),
-        };
-        let changes = Changes::parse(&mut errors, others);
+        if self.title == Field::Absent {
+            errors.add("title", "is required");
+        }
+        let changes = self.parse(&mut errors);
         errors.into_result(|| NewTask {
-            title: title.expect("title checked above"),
+            title: changes.title.expect("title checked above"),
             description: changes.description.flatten(),
             status: changes.status.unwrap_or_default(),
             priority: changes.priority.unwrap_or_default(),
@@ -205,62 +200,23 @@ impl TaskInput {
     /// Validates a partial change: only the fields sent are checked and changed.
     pub fn into_changes(self) -> Result<TaskChanges, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let (title, others) = self.split();
-        let title = match title {
-            Field::Absent => None,
-            other => parse_required(&mut errors, "title", other, |t| TaskTitle::parse(&t)),
-        };
-        let changes = Changes::parse(&mut errors, others);
-        errors.into_result(|| TaskChanges {
-            title,
-            description: changes.description,
-            status: changes.status,
-            priority: changes.priority,
-            due_at: changes.due_at,
-        })
+        let changes = self.parse(&mut errors);
+        errors.into_result(|| changes)
     }
-}
 
-/// The fields other than `title`, as sent.
-struct OtherFields {
-    description: Field<String>,
-    status: Field<String>,
-    priority: Field<String>,
-    due_at: Field<String>,
-}
-
-impl TaskInput {
-    fn split(self) -> (Field<String>, OtherFields) {
-        let others = OtherFields {
-            description: self.description,
-            status: self.status,
-            priority: self.priority,
-            due_at: self.due_at,
-        };
-        (self.title, others)
-    }
-}
-
-/// The fields other than `title`, parsed the same way for every method.
-struct Changes {
-    description: Option<Option<Description>>,
-    status: Option<TaskStatus>,
-    priority: Option<Priority>,
-    due_at: Option<Option<OffsetDateTime>>,
-}
-
-impl Changes {
-    fn parse(errors: &mut ValidationErrors, input: OtherFields) -> Self {
-        Self {
+    /// Parses every field that was sent, recording what is invalid.
+    fn parse(self, errors: &mut ValidationErrors) -> TaskChanges {
+        TaskChanges {
+            title: parse_required(errors, "title", self.title, |t| TaskTitle::parse(&t)),
             description: parse_nullable(
                 errors,
                 "description",
-                input.description,
+                self.description,
                 Description::parse,
             ),
-            status: parse_required(errors, "status", input.status, |s| TaskStatus::parse(&s)),
-            priority: parse_required(errors, "priority", input.priority, |p| Priority::parse(&p)),
-            due_at: parse_nullable(errors, "due_at", input.due_at, |d| timestamp::parse(&d)),
+            status: parse_required(errors, "status", self.status, |s| TaskStatus::parse(&s)),
+            priority: parse_required(errors, "priority", self.priority, |p| Priority::parse(&p)),
+            due_at: parse_nullable(errors, "due_at", self.due_at, |d| timestamp::parse(&d)),
         }
     }
 }

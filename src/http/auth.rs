@@ -181,14 +181,13 @@ pub async fn login(
     // An address PostgreSQL cannot even store (NUL) can have no account: it gets the same
     // Argon2 work and the same 401 as any unknown one, without touching the database.
     let storable = !email.contains('\0');
-    let client = state.pool.get().await?;
     let lookup = if storable {
+        let client = state.pool.get().await?;
+        // The connection goes back to the pool before hashing, at the end of this block.
         store::users::login_lookup(&client, &email).await?
     } else {
         store::users::LoginLookup::default()
     };
-    // The connection is not needed while hashing: give it back to the pool.
-    drop(client);
     if let Some(retry) = lookup.retry_after_secs {
         return Err(too_many(retry));
     }
@@ -201,18 +200,20 @@ pub async fn login(
         .verify(Password::offered(body.password), hash)
         .await
         .map_err(internal)?;
-    let client = state.pool.get().await?;
+    // A connection only when there is a count to change: a clean login needs none.
     let (user_id, token_version) = match account {
         Some(account) if verified => account,
         _ => {
             state.login_throttle.record(address);
             if storable {
+                let client = state.pool.get().await?;
                 store::throttle::record_failure(&client, &email).await?;
             }
             return Err(ApiError::Unauthorized("incorrect email or password"));
         }
     };
     if lookup.failures > 0 {
+        let client = state.pool.get().await?;
         store::throttle::clear(&client, &email).await?;
     }
     let issued = state

@@ -28,10 +28,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError>
     client
         .simple_query("SELECT 1")
         .await
-        .map_err(|e| match DbError::from(e) {
-            // Any failure of `SELECT 1` means the database is not serving.
-            DbError::Unavailable(detail) => ApiError::Unavailable(detail),
-            other => ApiError::Unavailable(other.to_string()),
-        })?;
+        // Any failure of `SELECT 1` means the database is not serving.
+        .map_err(|e| ApiError::Unavailable(DbError::from(e).to_string()))?;
     Ok(axum::Json(HealthResponse { status: "ok" }).into_response())
 }

@@ -270,9 +270,10 @@ pub async fn list(
     Ok((tasks, count?.try_get(0)?))
 }
 
-/// Applies `changes` when the precondition holds. The owner-scoped existence check is
-/// pipelined after the UPDATE, in the same transaction, so that when no row was written it
-/// tells a stale version (412) from a missing task (404) without another round trip.
+/// Applies `changes` when the precondition holds. When a version is required, the
+/// owner-scoped existence check is pipelined after the UPDATE, in the same transaction, so
+/// that when no row was written it tells a stale version (412) from a missing task (404)
+/// without another round trip.
 pub async fn update(
     client: &Client,
     owner: Uuid,
@@ -280,9 +281,7 @@ pub async fn update(
     changes: &TaskChanges,
     precondition: &Precondition,
 ) -> Result<TaskRow, StoreError> {
-    let (update, exists) =
-        tokio::join!(client.prepare_cached(UPDATE), client.prepare_cached(EXISTS));
-    let (update, exists) = (update?, exists?);
+    let update = client.prepare_cached(UPDATE).await?;
     let description = changes.description.as_ref();
     let due_at = changes.due_at.as_ref();
     let versions = precondition.versions();
@@ -308,11 +307,11 @@ pub async fn update(
     let key: [&(dyn ToSql + Sync); 2] = [&id, &owner];
     let (row, existing) = tokio::join!(
         client.query_opt(&update, &params),
-        client.query_one(&exists, &key)
+        exists_after_write(client, precondition, &key)
     );
     match row? {
         Some(row) => row.try_into(),
-        None => Err(missing_or_stale(existing?.try_get(0)?)),
+        None => Err(missing_or_stale(existing?)),
     }
 }
 
@@ -323,19 +322,32 @@ pub async fn delete(
     id: Uuid,
     precondition: &Precondition,
 ) -> Result<(), StoreError> {
-    let (delete, exists) =
-        tokio::join!(client.prepare_cached(DELETE), client.prepare_cached(EXISTS));
-    let (delete, exists) = (delete?, exists?);
+    let delete = client.prepare_cached(DELETE).await?;
     let versions = precondition.versions();
     let params: [&(dyn ToSql + Sync); 3] = [&id, &owner, &versions];
     let (deleted, existing) = tokio::join!(
         client.execute(&delete, &params),
-        client.query_one(&exists, &params[..2])
+        exists_after_write(client, precondition, &params[..2])
     );
     match deleted? {
         1 => Ok(()),
-        _ => Err(missing_or_stale(existing?.try_get(0)?)),
+        _ => Err(missing_or_stale(existing?)),
     }
+}
+
+/// Whether the caller's task exists, checked in the same pipeline right after the write,
+/// and only when a version was required: without one, a write that touched no row can
+/// only mean the task is missing. `key` is (id, owner).
+async fn exists_after_write(
+    client: &Client,
+    precondition: &Precondition,
+    key: &[&(dyn ToSql + Sync)],
+) -> Result<bool, StoreError> {
+    if precondition.versions().is_none() {
+        return Ok(false);
+    }
+    let statement = client.prepare_cached(EXISTS).await?;
+    Ok(client.query_one(&statement, key).await?.try_get(0)?)
 }
 
 /// After a write touched no row: the caller's task still exists only if its version
