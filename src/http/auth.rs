@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ClientAddress};
+use super::responses::{DatabaseUnavailable, JsonBodyErrors};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::domain::{Email, Password, ValidationErrors, timestamp};
@@ -122,14 +123,12 @@ async fn confirm_password(
     request_body = CredentialsRequest,
     responses(
         (status = 201, description = "Account created", body = UserResponse),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        JsonBodyErrors,
         (status = 409, description = "Email already registered (in any case)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid email, or a password too short, too long or too common", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Too many registrations from this address", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn register(
@@ -159,14 +158,12 @@ pub async fn register(
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        JsonBodyErrors,
         (status = 401, description = "Unknown email or wrong password (the same answer, in the same time)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Missing or mistyped fields", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Too many failed logins for this account (10 in 15 minutes) or from this address; the password is not checked", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn login(
@@ -235,7 +232,7 @@ pub async fn login(
     responses(
         (status = 200, description = "The caller's account", body = UserResponse),
         (status = 401, description = "Missing, invalid, expired or revoked token, or a deleted account", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn get_me(
@@ -254,7 +251,7 @@ pub async fn get_me(
     responses(
         (status = 204, description = "Logged out"),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn logout(
@@ -273,7 +270,7 @@ pub async fn logout(
     responses(
         (status = 204, description = "Every token issued so far is revoked"),
         (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn logout_all(
@@ -292,14 +289,12 @@ pub async fn logout_all(
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed; every earlier token is revoked"),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        JsonBodyErrors,
         (status = 401, description = "Bad token, or a wrong current password (counted as a failed login)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "The new password is too short, too long or too common", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn change_password(
@@ -324,14 +319,12 @@ pub async fn change_password(
     request_body = DeleteAccountRequest,
     responses(
         (status = 204, description = "The account and all its tasks are gone"),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        JsonBodyErrors,
         (status = 401, description = "Bad token, or a wrong password (counted as a failed login)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Missing or mistyped password", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Too many failed attempts", body = Problem, content_type = PROBLEM_JSON,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn delete_me(

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod responses;
 pub mod tasks;
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiJson, TaskId};
+use super::responses::{DatabaseUnavailable, JsonBodyErrors};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::domain::etag::{Precondition, task_etag};
@@ -207,12 +208,10 @@ fn precondition(headers: &HeaderMap, id: Uuid) -> Precondition {
     responses(
         (status = 201, description = "Created", body = TaskResponse,
          headers(("Location" = String, description = "/tasks/{id}"), ("ETag" = String, description = "Strong tag of this version"))),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        JsonBodyErrors,
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn create_task(
@@ -237,7 +236,7 @@ pub async fn create_task(
         (status = 200, description = "One page of the caller's tasks", body = TaskListResponse),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid, unknown or repeated query parameter", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn list_tasks(
@@ -273,7 +272,7 @@ pub async fn list_tasks(
          headers(("ETag" = String, description = "Strong tag of this version"))),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such task, or not the caller's, or not a UUID", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn get_task(
@@ -299,14 +298,12 @@ pub async fn get_task(
     responses(
         (status = 200, description = "The changed task", body = TaskResponse,
          headers(("ETag" = String, description = "Strong tag of the new version"))),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        JsonBodyErrors,
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
         (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn update_task(
@@ -349,14 +346,12 @@ pub async fn update_task(
     responses(
         (status = 200, description = "The replaced task", body = TaskResponse,
          headers(("ETag" = String, description = "Strong tag of the new version"))),
-        (status = 400, description = "Unparseable body", body = Problem, content_type = PROBLEM_JSON),
+        JsonBodyErrors,
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
         (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = PROBLEM_JSON),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM_JSON),
-        (status = 415, description = "Not application/json", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn replace_task(
@@ -388,7 +383,7 @@ pub async fn replace_task(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such task, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
         (status = 412, description = "If-Match is stale: nothing deleted", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn delete_task(
