@@ -66,8 +66,8 @@ PGBENCH_SCRIPTS = {
         "due_at = CASE WHEN false THEN NULL::timestamptz ELSE due_at END, "
         "completed_at = CASE WHEN COALESCE(NULL::text::task_status, status) = 'done' "
         "THEN COALESCE(completed_at, now()) END, version = version + 1, updated_at = now() "
-        f"WHERE id = {TASK} AND owner_id = {OWNER} AND (NULL::int4[] IS NULL) RETURNING " + COLUMNS + ";",
-        f"SELECT EXISTS (SELECT 1 FROM tasks WHERE id = {TASK} AND owner_id = {OWNER});"),
+        # No If-Match in the scenario, so no existence check follows the UPDATE (src/store/tasks.rs).
+        f"WHERE id = {TASK} AND owner_id = {OWNER} AND (NULL::int4[] IS NULL) RETURNING " + COLUMNS + ";"),
     "health": "SELECT 1;\n",
 }
 MIXED_WEIGHTS = {"list": 40, "get": 40, "create": 10, "patch": 10}
