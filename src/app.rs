@@ -5,41 +5,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 
-use crate::auth::throttle::{ACCOUNT_WINDOW, AddressThrottle};
+use crate::auth::lockout::{ACCOUNT_WINDOW, AddressThrottle};
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{Database, Settings};
 use crate::db::{self, DbError, MigrateError, private};
-
-/// What every handler can reach. One `Arc`: axum clones the state for every request.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// The state shared by all requests.
-#[derive(Debug)]
-pub struct Shared {
-    pub pool: Pool,
-    pub tokens: TokenService,
-    pub hasher: PasswordHasher,
-    /// `/openapi.json`, rendered once.
-    pub openapi_json: Arc<String>,
-    /// Failed logins per client address (the per-account count is in PostgreSQL).
-    pub login_throttle: AddressThrottle,
-    /// Registrations per client address.
-    pub registration_throttle: AddressThrottle,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<[std::net::IpAddr]>,
-}
+use crate::state::{AppState, Shared};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,8 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
-pub mod error;
+
 pub mod http;
+pub mod state;
 pub mod store;
 pub mod telemetry;

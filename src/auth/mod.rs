@@ -1,10 +1,9 @@
-//! Authentication: access tokens, password hashing, and the `CurrentUser` extractor.
+//! Authentication services: access tokens, password hashing, and the login lock-out policy.
+//! No HTTP here: the `CurrentUser` extractor that uses them lives in `http::current_user`.
 
-pub mod extract;
 pub mod jwt;
+pub mod lockout;
 pub mod password;
-pub mod throttle;
 
-pub use extract::CurrentUser;
 pub use jwt::TokenService;
 pub use password::PasswordHasher;

@@ -5,6 +5,7 @@
 //! priority (nice 10), so the async workers and PostgreSQL keep serving other requests while
 //! hashes use whatever CPU is left (docs/PERFORMANCE.md "login storm").
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +27,10 @@ pub enum HashError {
     Hash(String),
     #[error("the password hashing threads are gone")]
     WorkersGone,
+    /// Every hashing thread is busy and the queue is full: refuse now (503) rather than
+    /// make the client wait behind a queue that only grows.
+    #[error("the password hashing queue is full")]
+    QueueFull,
 }
 
 fn hash_error(error: impl std::fmt::Display) -> HashError {
@@ -35,11 +40,17 @@ fn hash_error(error: impl std::fmt::Display) -> HashError {
 type Memory = Vec<Block>;
 type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
+/// Hashes waiting per hashing thread before the queue counts as full. A hash takes about
+/// 12 to 20 ms on one core, so a full queue is well under a second of work.
+pub const QUEUE_PER_WORKER: usize = 32;
+
 /// Hashes and verifies passwords; cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
     workers: usize,
+    /// Jobs dropped unrun because their requester had already given up.
+    skipped: Arc<AtomicU64>,
     /// Verified against when the email is unknown, so both login failures cost the same.
     dummy_hash: Arc<str>,
 }
@@ -48,6 +59,7 @@ impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher")
             .field("workers", &self.workers)
+            .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
 }
@@ -141,10 +153,16 @@ fn verify_with(memory: &mut Memory, password: &str, phc: &str) -> bool {
 }
 
 impl PasswordHasher {
-    /// `workers` hashing threads (usually one per core): at most that many hashes at once.
+    /// `workers` hashing threads (usually one per core): at most that many hashes at once,
+    /// and `QUEUE_PER_WORKER` waiting for each.
     pub async fn new(workers: usize) -> Result<Self, HashError> {
+        Self::with_queue(workers, workers.max(1) * QUEUE_PER_WORKER).await
+    }
+
+    /// Like `new`, with room for `queue` waiting jobs.
+    pub async fn with_queue(workers: usize, queue: usize) -> Result<Self, HashError> {
         let workers = workers.max(1);
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue);
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..workers {
             let queue = queue.clone();
@@ -156,6 +174,7 @@ impl PasswordHasher {
         let mut hasher = Self {
             jobs,
             workers,
+            skipped: Arc::default(),
             dummy_hash: Arc::from(""),
         };
         let dummy = hasher
@@ -166,17 +185,31 @@ impl PasswordHasher {
     }
 
     /// Queues `work` for a hashing thread and waits for its answer without blocking the
-    /// async runtime.
+    /// async runtime. A full queue is refused at once; a job whose requester has given up
+    /// by the time a thread takes it (the request was cancelled or timed out) is skipped.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (reply, answer) = oneshot::channel();
+        let skipped = self.skipped.clone();
         let job: Job = Box::new(move |memory| {
+            if reply.is_closed() {
+                skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let _ = reply.send(work(memory));
         });
-        self.jobs.send(job).map_err(|_| HashError::WorkersGone)?;
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::TrySendError::Full(_) => HashError::QueueFull,
+            mpsc::TrySendError::Disconnected(_) => HashError::WorkersGone,
+        })?;
         answer.await.map_err(|_| HashError::WorkersGone)
+    }
+
+    /// How many queued jobs were dropped unrun because their requester had gone.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
@@ -236,6 +269,68 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    /// Occupies the only hashing thread until the returned sender is dropped or sent to.
+    async fn block_the_worker(hasher: &PasswordHasher) -> std::sync::mpsc::Sender<()> {
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
+        let busy = hasher.clone();
+        tokio::spawn(async move {
+            let _ = busy
+                .run(move |_| {
+                    let _ = started.send(());
+                    let _ = blocked.recv();
+                })
+                .await;
+        });
+        running.await.expect("the worker took the blocking job");
+        release
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let hasher = PasswordHasher::with_queue(1, 2).await.unwrap();
+        let release = block_the_worker(&hasher).await;
+        for _ in 0..2 {
+            assert!(
+                hasher.jobs.try_send(Box::new(|_| {})).is_ok(),
+                "room for two"
+            );
+        }
+        let refused = hasher.hash(Password::offered("b".repeat(8))).await;
+        assert!(matches!(refused, Err(HashError::QueueFull)), "{refused:?}");
+        drop(release);
+        // The thread drains the queue in a moment; then hashing is accepted again.
+        let mut after = Err(HashError::QueueFull);
+        for _ in 0..1000 {
+            after = hasher.hash(Password::offered("b".repeat(8))).await;
+            if !matches!(after, Err(HashError::QueueFull)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            after.is_ok(),
+            "once the queue drains, hashing works again: {after:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn work_whose_requester_gave_up_is_skipped() {
+        let hasher = PasswordHasher::with_queue(1, 4).await.unwrap();
+        let release = block_the_worker(&hasher).await;
+        let abandoned = hasher.clone();
+        let waiting =
+            tokio::spawn(async move { abandoned.hash(Password::offered("c".repeat(8))).await });
+        tokio::task::yield_now().await;
+        waiting.abort();
+        let _ = waiting.await;
+        drop(release);
+        // Runs after the abandoned job (one thread, FIFO): by then it has been skipped.
+        let kept = hasher.hash(Password::offered("d".repeat(8))).await;
+        assert!(kept.is_ok());
+        assert_eq!(hasher.skipped(), 1);
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! Classifies driver and pool failures into what the API must answer: an outage (503),
-//! a named constraint (409 and friends), or a bug (500).
+//! a named constraint (409 and friends), or a bug (500). Every variant keeps the cause
+//! as text fit for a log: SQLSTATE, the server's message and the source chain, never a
+//! statement's parameters (nor the server's DETAIL line, which can quote them).
 
 use tokio_postgres::error::SqlState;
 
@@ -9,6 +11,10 @@ pub enum DbError {
     /// The database cannot be reached or is shutting down: the client should retry.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The server gave up on a statement (`lock_timeout`, `statement_timeout`): its
+    /// transaction was rolled back, so nothing it did was committed.
+    #[error("database timed out: {0}")]
+    TimedOut(String),
     #[error("unique constraint {0} violated")]
     UniqueViolation(String),
     #[error("foreign key {0} violated")]
@@ -18,10 +24,49 @@ pub enum DbError {
     #[error("invalid data: {0}")]
     InvalidData(String),
     #[error("database error: {0}")]
-    Other(#[source] tokio_postgres::Error),
+    Other(String),
     /// A value read back that the schema should have made impossible.
     #[error("unexpected data from the database: {0}")]
     Unexpected(String),
+}
+
+/// What went wrong, for a log line: `SQLSTATE 42501 (ERROR): permission denied for table
+/// tasks`, or the driver's error and its sources (`error connecting to server: Connection
+/// refused (os error 111)`).
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!(
+                "SQLSTATE {} ({}): {}",
+                db.code().code(),
+                db.severity(),
+                db.message()
+            );
+            if let Some(constraint) = db.constraint() {
+                text.push_str(&format!(" [constraint {constraint}]"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (hint: {hint})"));
+            }
+            text
+        }
+        None => chain(error),
+    }
+}
+
+/// An error and its sources, `: `-separated, each once.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl From<tokio_postgres::Error> for DbError {
@@ -30,9 +75,9 @@ impl From<tokio_postgres::Error> for DbError {
             // No server reply: the connection broke or never opened.
             let io = std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>());
             return if error.is_closed() || io {
-                Self::Unavailable(error.to_string())
+                Self::Unavailable(describe(&error))
             } else {
-                Self::Other(error)
+                Self::Other(describe(&error))
             };
         };
         let constraint = db.constraint().unwrap_or_default().to_owned();
@@ -43,10 +88,12 @@ impl From<tokio_postgres::Error> for DbError {
             Self::ForeignKeyViolation(constraint)
         } else if *code == SqlState::CHECK_VIOLATION || code.code().starts_with("22") {
             Self::InvalidData(db.message().to_owned())
+        } else if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED {
+            Self::TimedOut(describe(&error))
         } else if is_outage(code) {
-            Self::Unavailable(db.message().to_owned())
+            Self::Unavailable(describe(&error))
         } else {
-            Self::Other(error)
+            Self::Other(describe(&error))
         }
     }
 }
@@ -55,10 +102,10 @@ impl From<deadpool_postgres::PoolError> for DbError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => match Self::from(error) {
-                Self::Other(error) => Self::Unavailable(error.to_string()),
+                Self::Other(error) => Self::Unavailable(error),
                 classified => classified,
             },
-            other => Self::Unavailable(other.to_string()),
+            other => Self::Unavailable(chain(&other)),
         }
     }
 }
@@ -71,7 +118,6 @@ fn is_outage(code: &SqlState) -> bool {
             SqlState::CRASH_SHUTDOWN,
             SqlState::CANNOT_CONNECT_NOW,
             SqlState::TOO_MANY_CONNECTIONS,
-            SqlState::QUERY_CANCELED,
         ]
         .contains(code)
 }

@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ClientAddress};
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
-use crate::app::AppState;
-use crate::auth::CurrentUser;
+use crate::auth::password::HashError;
 use crate::domain::{Email, Password, ValidationErrors, timestamp};
-use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::http::current_user::CurrentUser;
+use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::state::AppState;
 use crate::store::{self, users::UserRow};
 
 /// Credentials, for registration and login.
@@ -76,6 +77,13 @@ pub struct DeleteAccountRequest {
     pub password: String,
 }
 
+fn hashing_failed(error: HashError) -> ApiError {
+    match error {
+        HashError::QueueFull => ApiError::Busy,
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
 fn internal(error: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(error.to_string())
 }
@@ -86,34 +94,42 @@ fn too_many(retry_after_secs: i64) -> ApiError {
     }
 }
 
+fn too_many_from(address_wait: u64) -> ApiError {
+    too_many(i64::try_from(address_wait).unwrap_or(i64::MAX))
+}
+
 /// Checks a password confirmation (password change, account deletion) like a login: the
-/// account's lock-out and the address's apply, and a wrong password counts as a failure.
+/// account's and the address's counts are taken first (past a limit: 429, no hashing),
+/// a wrong password keeps them, a right one clears the account's and gives the address's
+/// slot back.
 async fn confirm_password(
     state: &AppState,
     user: &CurrentUser,
     address: std::net::IpAddr,
     password: String,
 ) -> Result<(), ApiError> {
-    if let Some(retry) = state.login_throttle.retry_after(address) {
-        return Err(too_many(i64::try_from(retry).unwrap_or(i64::MAX)));
-    }
+    let slot = state
+        .login_throttle
+        .acquire(address)
+        .map_err(too_many_from)?;
     let client = state.pool.get().await?;
-    let secret = store::users::caller_secret(&client, &user.caller()).await?;
+    let attempt = store::login_failures::count_confirmation(&client, &user.caller()).await?;
     drop(client);
-    if let Some(retry) = secret.retry_after_secs {
+    if let Some(retry) = attempt.retry_after_secs {
         return Err(too_many(retry));
     }
     let verified = state
         .hasher
-        .verify(Password::offered(password), Some(secret.password_hash))
+        .verify(Password::offered(password), Some(attempt.password_hash))
         .await
-        .map_err(internal)?;
+        .map_err(hashing_failed)?;
+    let client = state.pool.get().await?;
     if !verified {
-        state.login_throttle.record(address);
-        let client = state.pool.get().await?;
-        store::throttle::record_failure(&client, &secret.email).await?;
+        slot.keep();
+        store::login_failures::purge_expired(&client).await?;
         return Err(ApiError::Unauthorized("the password is incorrect"));
     }
+    store::login_failures::clear(&client, &attempt.email).await?;
     Ok(())
 }
 
@@ -142,11 +158,12 @@ pub async fn register(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(errors.into());
     };
-    if let Some(retry) = state.registration_throttle.retry_after(address) {
-        return Err(too_many(i64::try_from(retry).unwrap_or(i64::MAX)));
-    }
-    state.registration_throttle.record(address);
-    let hash = state.hasher.hash(password).await.map_err(internal)?;
+    let slot = state
+        .registration_throttle
+        .acquire(address)
+        .map_err(too_many_from)?;
+    let hash = state.hasher.hash(password).await.map_err(hashing_failed)?;
+    slot.keep();
     let client = state.pool.get().await?;
     let user = store::users::insert(&client, &email, &hash).await?;
     Ok((StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response())
@@ -171,24 +188,27 @@ pub async fn login(
     ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(retry) = state.login_throttle.retry_after(address) {
-        return Err(too_many(i64::try_from(retry).unwrap_or(i64::MAX)));
-    }
+    // Both counts first (API.md "Account security"): past either limit the answer is 429,
+    // whether or not the password is right, and no hash is computed.
+    let slot = state
+        .login_throttle
+        .acquire(address)
+        .map_err(too_many_from)?;
     let email = Email::normalize_for_lookup(&body.email);
     // An address PostgreSQL cannot even store (NUL) can have no account: it gets the same
     // Argon2 work and the same 401 as any unknown one, without touching the database.
     let storable = !email.contains('\0');
-    let lookup = if storable {
+    let attempt = if storable {
         let client = state.pool.get().await?;
         // The connection goes back to the pool before hashing, at the end of this block.
-        store::users::login_lookup(&client, &email).await?
+        store::login_failures::count_login(&client, &email).await?
     } else {
-        store::users::LoginLookup::default()
+        store::login_failures::LoginAttempt::default()
     };
-    if let Some(retry) = lookup.retry_after_secs {
+    if let Some(retry) = attempt.retry_after_secs {
         return Err(too_many(retry));
     }
-    let (account, hash) = match lookup.account {
+    let (account, hash) = match attempt.account {
         Some((id, hash, version)) => (Some((id, version)), Some(hash)),
         None => (None, None),
     };
@@ -196,23 +216,21 @@ pub async fn login(
         .hasher
         .verify(Password::offered(body.password), hash)
         .await
-        .map_err(internal)?;
-    // A connection only when there is a count to change: a clean login needs none.
+        .map_err(hashing_failed)?;
     let (user_id, token_version) = match account {
         Some(account) if verified => account,
         _ => {
-            state.login_throttle.record(address);
+            slot.keep();
             if storable {
                 let client = state.pool.get().await?;
-                store::throttle::record_failure(&client, &email).await?;
+                store::login_failures::purge_expired(&client).await?;
             }
             return Err(ApiError::Unauthorized("incorrect email or password"));
         }
     };
-    if lookup.failures > 0 {
-        let client = state.pool.get().await?;
-        store::throttle::clear(&client, &email).await?;
-    }
+    let client = state.pool.get().await?;
+    store::login_failures::clear(&client, &email).await?;
+    drop(client);
     let issued = state
         .tokens
         .issue(user_id, token_version)
@@ -306,7 +324,11 @@ pub async fn change_password(
     let new_password = Password::parse_new(body.new_password)
         .map_err(|message| ValidationErrors::single("new_password", message))?;
     confirm_password(&state, &user, address, body.current_password).await?;
-    let hash = state.hasher.hash(new_password).await.map_err(internal)?;
+    let hash = state
+        .hasher
+        .hash(new_password)
+        .await
+        .map_err(hashing_failed)?;
     let client = state.pool.get().await?;
     store::users::change_password(&client, &user.caller(), &hash).await?;
     Ok(StatusCode::NO_CONTENT)

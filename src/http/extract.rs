@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::domain::ValidationErrors;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::state::AppState;
 
 /// A JSON body, deserialised strictly: unknown fields and wrong types are 422, with the
 /// offending field named.

@@ -5,9 +5,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
-use crate::db::DbError;
-use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
@@ -24,11 +23,6 @@ pub struct HealthResponse {
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let client = state.pool.get().await?;
-    client
-        .simple_query("SELECT 1")
-        .await
-        // Any failure of `SELECT 1` means the database is not serving.
-        .map_err(|e| ApiError::Unavailable(DbError::from(e).to_string()))?;
+    crate::store::health::ping(&state.pool).await?;
     Ok(axum::Json(HealthResponse { status: "ok" }).into_response())
 }

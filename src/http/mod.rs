@@ -2,7 +2,9 @@
 //! shows every route in one place.
 
 pub mod auth;
+pub mod current_user;
 pub mod docs;
+pub mod error;
 pub mod extract;
 pub mod health;
 pub mod responses;
@@ -25,8 +27,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
-use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::state::AppState;
 
 /// API.md: bodies over 64 KiB are 413; exactly 64 KiB is accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use utoipa::IntoResponses;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 
-use crate::error::PROBLEM_JSON;
+use crate::http::error::PROBLEM_JSON;
 
 /// 400, 413 and 415: what any operation reading a JSON body can answer.
 #[derive(Debug)]

@@ -10,13 +10,13 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, TaskId};
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
-use crate::app::AppState;
-use crate::auth::CurrentUser;
 use crate::domain::etag::{Precondition, task_etag};
 use crate::domain::listing::TaskQuery;
 use crate::domain::task::{Field, Priority, TaskInput, TaskStatus};
 use crate::domain::timestamp;
-use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::http::current_user::CurrentUser;
+use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::state::AppState;
 use crate::store::{self, StoreError, tasks::TaskRow};
 
 /// A new task (POST), or the whole of a task (PUT: omitted optional fields take their
@@ -222,8 +222,10 @@ pub async fn create_task(
     let task = TaskInput::from(body).into_new_task()?;
     let client = state.pool.get().await?;
     let caller = user.caller();
-    let insert = store::tasks::insert(&client, user.id, &task);
-    let created = store::as_caller(&client, &caller, insert).await?;
+    let created = store::as_caller(&client, &caller, async |tx| {
+        store::tasks::insert(tx, user.id, &task).await
+    })
+    .await?;
     Ok(task_response(StatusCode::CREATED, &created))
 }
 
@@ -247,11 +249,9 @@ pub async fn list_tasks(
     let query = TaskQuery::parse(raw.as_deref().unwrap_or_default())?;
     let client = state.pool.get().await?;
     let caller = user.caller();
-    let (tasks, total) = store::as_caller(
-        &client,
-        &caller,
-        store::tasks::list(&client, user.id, &query),
-    )
+    let (tasks, total) = store::as_caller(&client, &caller, async |tx| {
+        store::tasks::list(tx, user.id, &query).await
+    })
     .await?;
     let body = TaskListResponse {
         items: tasks.iter().map(TaskResponse::from).collect(),
@@ -282,7 +282,10 @@ pub async fn get_task(
 ) -> Result<Response, ApiError> {
     let client = state.pool.get().await?;
     let caller = user.caller();
-    let task = store::as_caller(&client, &caller, store::tasks::get(&client, user.id, id)).await?;
+    let task = store::as_caller(&client, &caller, async |tx| {
+        store::tasks::get(tx, user.id, id).await
+    })
+    .await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -319,8 +322,10 @@ pub async fn update_task(
     let caller = user.caller();
     let task = if changes.is_empty() {
         // `{}` changes nothing, so the version (and ETag) stays; the precondition still holds.
-        let task =
-            store::as_caller(&client, &caller, store::tasks::get(&client, user.id, id)).await?;
+        let task = store::as_caller(&client, &caller, async |tx| {
+            store::tasks::get(tx, user.id, id).await
+        })
+        .await?;
         match precondition.versions() {
             Some(versions) if !versions.contains(&task.version) => {
                 return Err(StoreError::PreconditionFailed.into());
@@ -328,8 +333,10 @@ pub async fn update_task(
             _ => task,
         }
     } else {
-        let update = store::tasks::update(&client, user.id, id, &changes, &precondition);
-        store::as_caller(&client, &caller, update).await?
+        store::as_caller(&client, &caller, async |tx| {
+            store::tasks::update(tx, user.id, id, &changes, &precondition).await
+        })
+        .await?
     };
     Ok(task_response(StatusCode::OK, &task))
 }
@@ -365,8 +372,10 @@ pub async fn replace_task(
     let precondition = precondition(&headers, id);
     let client = state.pool.get().await?;
     let caller = user.caller();
-    let update = store::tasks::update(&client, user.id, id, &changes, &precondition);
-    let task = store::as_caller(&client, &caller, update).await?;
+    let task = store::as_caller(&client, &caller, async |tx| {
+        store::tasks::update(tx, user.id, id, &changes, &precondition).await
+    })
+    .await?;
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -395,7 +404,9 @@ pub async fn delete_task(
     let precondition = precondition(&headers, id);
     let client = state.pool.get().await?;
     let caller = user.caller();
-    let delete = store::tasks::delete(&client, user.id, id, &precondition);
-    store::as_caller(&client, &caller, delete).await?;
+    store::as_caller(&client, &caller, async |tx| {
+        store::tasks::delete(tx, user.id, id, &precondition).await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

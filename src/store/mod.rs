@@ -2,13 +2,19 @@
 //! owner in its own `WHERE`, so a row that is not the caller's looks exactly like a
 //! missing one. Statements are prepared once per connection and cached.
 
+pub mod health;
+pub mod login_failures;
 pub mod tasks;
-pub mod throttle;
 pub mod users;
 
 use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use deadpool_postgres::Client;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use crate::db::DbError;
@@ -18,7 +24,10 @@ use crate::db::DbError;
 pub enum StoreError {
     /// The token is valid but its account has been deleted.
     #[error("the caller's account no longer exists")]
-    CallerGone,
+    AccountGone,
+    /// The token was logged out, or superseded (logout-all, a password change).
+    #[error("the caller's token has been revoked")]
+    TokenRevoked,
     /// No such row among the caller's.
     #[error("not found")]
     NotFound,
@@ -27,6 +36,10 @@ pub enum StoreError {
     PreconditionFailed,
     #[error("email taken")]
     EmailTaken,
+    /// A statement was refused before it was sent, because it would not have run inside
+    /// the caller's transaction (a bug, caught here instead of run without an identity).
+    #[error("statement refused: {0}")]
+    Pipeline(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -45,32 +58,115 @@ pub struct Caller {
     pub token_id: Uuid,
 }
 
+/// The statements of one `as_caller` transaction. Only `as_caller` makes one, and the
+/// operation can reach the database only through it, so every statement it issues is
+/// checked, before it is sent, to be (a) already prepared on the connection, so it is sent
+/// at once rather than after a `Parse` round trip, and (b) issued before the pipelined
+/// `COMMIT`. A statement that fails either check is refused with `StoreError::Pipeline`
+/// and never runs outside the transaction (where it would have no RLS identity).
+#[derive(Debug)]
+pub struct CallerTransaction<'c> {
+    client: &'c Client,
+    committing: AtomicBool,
+}
+
+impl CallerTransaction<'_> {
+    /// The prepared statement for `sql`, without waiting: the cache either has it now or
+    /// the statement is refused. Polling `prepare_cached` once is enough to know: a cached
+    /// statement is returned on the first poll.
+    fn statement(&self, sql: &'static str) -> Result<Statement, StoreError> {
+        if self.committing.load(Ordering::SeqCst) {
+            return Err(StoreError::Pipeline(format!(
+                "issued after COMMIT was sent (await only once, on statements issued \
+                 together): {sql}"
+            )));
+        }
+        let mut prepare = pin!(self.client.prepare_cached(sql));
+        match prepare
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(statement) => Ok(statement?),
+            Poll::Pending => Err(StoreError::Pipeline(format!(
+                "not prepared when the connection opened (add it to store::all_statements): \
+                 {sql}"
+            ))),
+        }
+    }
+
+    pub async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query(&statement, params).await?)
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query_opt(&statement, params).await?)
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query_one(&statement, params).await?)
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, params).await?)
+    }
+}
+
 /// Runs `operation` as `caller`, in one transaction and one round trip: `BEGIN`, the
 /// statement that checks the token is still current and sets the row-level-security
 /// identity (`taskapi.user_id`, transaction-local), the operation's statements, `COMMIT`,
-/// all sent together (tokio-postgres pipelines statements issued together; every
-/// statement is prepared when the connection opens, so nothing waits in between).
+/// all sent together (tokio-postgres sends a statement when its future is first polled,
+/// and `join!(biased; …)` polls them in this order).
 ///
 /// If the token is no longer current the identity is never set, so under row-level
-/// security the operation sees and changes nothing; the answer is `CallerGone`. If a
-/// statement fails, PostgreSQL turns the `COMMIT` into a rollback. `join!` (not
-/// `try_join!`) drains every reply before the connection goes back to the pool.
+/// security the operation sees and changes nothing; the answer is `AccountGone` or
+/// `TokenRevoked`. If a statement fails, PostgreSQL turns the `COMMIT` into a rollback.
+/// `join!` (not `try_join!`) drains every reply before the connection goes back to the
+/// pool.
 pub async fn as_caller<T>(
     client: &Client,
     caller: &Caller,
-    operation: impl Future<Output = Result<T, StoreError>>,
+    operation: impl AsyncFnOnce(&CallerTransaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    let transaction = CallerTransaction {
+        client,
+        committing: AtomicBool::new(false),
+    };
+    let commit = async {
+        transaction.committing.store(true, Ordering::SeqCst);
+        client.batch_execute("COMMIT").await
+    };
     let (begin, session, result, commit) = tokio::join!(
+        biased;
         client.batch_execute("BEGIN"),
-        users::open_session(client, caller),
-        operation,
-        client.batch_execute("COMMIT"),
+        users::open_session(&transaction, caller),
+        operation(&transaction),
+        commit,
     );
     begin?;
     let current = session?;
     commit?;
     if !current {
-        return Err(StoreError::CallerGone);
+        return Err(users::why_not_current(client, caller).await);
     }
     result
 }
@@ -80,7 +176,7 @@ pub async fn as_caller<T>(
 pub fn all_statements() -> impl Iterator<Item = &'static str> {
     users::STATEMENTS
         .iter()
-        .chain(throttle::STATEMENTS.iter())
+        .chain(login_failures::STATEMENTS.iter())
         .copied()
         .chain(tasks::statements())
 }

@@ -2,13 +2,12 @@
 //! and `If-Match` is checked inside the very UPDATE or DELETE that writes, so of many
 //! concurrent writers holding one version exactly one wins.
 
-use deadpool_postgres::Client;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{CallerTransaction, StoreError};
 use crate::db::DbError;
 use crate::domain::etag::Precondition;
 use crate::domain::listing::{Sort, SortField, TaskQuery};
@@ -185,20 +184,23 @@ impl TryFrom<Row> for TaskRow {
     }
 }
 
-fn owner_gone_or(error: tokio_postgres::Error) -> StoreError {
-    match DbError::from(error) {
-        DbError::ForeignKeyViolation(constraint) if constraint == OWNER_FKEY => {
-            StoreError::CallerGone
+fn owner_gone_or(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Db(DbError::ForeignKeyViolation(constraint)) if constraint == OWNER_FKEY => {
+            StoreError::AccountGone
         }
-        other => other.into(),
+        other => other,
     }
 }
 
-pub async fn insert(client: &Client, owner: Uuid, task: &NewTask) -> Result<TaskRow, StoreError> {
-    let statement = client.prepare_cached(INSERT).await?;
-    let row = client
+pub async fn insert(
+    tx: &CallerTransaction<'_>,
+    owner: Uuid,
+    task: &NewTask,
+) -> Result<TaskRow, StoreError> {
+    let row = tx
         .query_one(
-            &statement,
+            INSERT,
             &[
                 &owner,
                 &task.title.as_str(),
@@ -213,9 +215,8 @@ pub async fn insert(client: &Client, owner: Uuid, task: &NewTask) -> Result<Task
     row.try_into()
 }
 
-pub async fn get(client: &Client, owner: Uuid, id: Uuid) -> Result<TaskRow, StoreError> {
-    let statement = client.prepare_cached(GET).await?;
-    match client.query_opt(&statement, &[&id, &owner]).await? {
+pub async fn get(tx: &CallerTransaction<'_>, owner: Uuid, id: Uuid) -> Result<TaskRow, StoreError> {
+    match tx.query_opt(GET, &[&id, &owner]).await? {
         Some(row) => row.try_into(),
         None => Err(StoreError::NotFound),
     }
@@ -223,7 +224,7 @@ pub async fn get(client: &Client, owner: Uuid, id: Uuid) -> Result<TaskRow, Stor
 
 /// One page of the owner's tasks and the number of all that match, in one round trip.
 pub async fn list(
-    client: &Client,
+    tx: &CallerTransaction<'_>,
     owner: Uuid,
     query: &TaskQuery,
 ) -> Result<(Vec<TaskRow>, i64), StoreError> {
@@ -254,14 +255,10 @@ pub async fn list(
     } else {
         (COUNT_ALL, &filters[..1])
     };
-    let (list_statement, count_statement) = tokio::join!(
-        client.prepare_cached(list_statement(query.sort)),
-        client.prepare_cached(count_sql)
-    );
-    let (list_statement, count_statement) = (list_statement?, count_statement?);
     let (rows, count) = tokio::join!(
-        client.query(&list_statement, &page),
-        client.query_one(&count_statement, count_params)
+        biased;
+        tx.query(list_statement(query.sort), &page),
+        tx.query_one(count_sql, count_params)
     );
     let tasks = rows?
         .into_iter()
@@ -275,13 +272,12 @@ pub async fn list(
 /// that when no row was written it tells a stale version (412) from a missing task (404)
 /// without another round trip.
 pub async fn update(
-    client: &Client,
+    tx: &CallerTransaction<'_>,
     owner: Uuid,
     id: Uuid,
     changes: &TaskChanges,
     precondition: &Precondition,
 ) -> Result<TaskRow, StoreError> {
-    let update = client.prepare_cached(UPDATE).await?;
     let description = changes.description.as_ref();
     let due_at = changes.due_at.as_ref();
     let versions = precondition.versions();
@@ -306,8 +302,9 @@ pub async fn update(
     ];
     let key: [&(dyn ToSql + Sync); 2] = [&id, &owner];
     let (row, existing) = tokio::join!(
-        client.query_opt(&update, &params),
-        exists_after_write(client, precondition, &key)
+        biased;
+        tx.query_opt(UPDATE, &params),
+        exists_after_write(tx, precondition, &key)
     );
     match row? {
         Some(row) => row.try_into(),
@@ -317,17 +314,17 @@ pub async fn update(
 
 /// Deletes the task when the precondition holds.
 pub async fn delete(
-    client: &Client,
+    tx: &CallerTransaction<'_>,
     owner: Uuid,
     id: Uuid,
     precondition: &Precondition,
 ) -> Result<(), StoreError> {
-    let delete = client.prepare_cached(DELETE).await?;
     let versions = precondition.versions();
     let params: [&(dyn ToSql + Sync); 3] = [&id, &owner, &versions];
     let (deleted, existing) = tokio::join!(
-        client.execute(&delete, &params),
-        exists_after_write(client, precondition, &params[..2])
+        biased;
+        tx.execute(DELETE, &params),
+        exists_after_write(tx, precondition, &params[..2])
     );
     match deleted? {
         1 => Ok(()),
@@ -339,15 +336,14 @@ pub async fn delete(
 /// and only when a version was required: without one, a write that touched no row can
 /// only mean the task is missing. `key` is (id, owner).
 async fn exists_after_write(
-    client: &Client,
+    tx: &CallerTransaction<'_>,
     precondition: &Precondition,
     key: &[&(dyn ToSql + Sync)],
 ) -> Result<bool, StoreError> {
     if precondition.versions().is_none() {
         return Ok(false);
     }
-    let statement = client.prepare_cached(EXISTS).await?;
-    Ok(client.query_one(&statement, key).await?.try_get(0)?)
+    Ok(tx.query_one(EXISTS, key).await?.try_get(0)?)
 }
 
 /// After a write touched no row: the caller's task still exists only if its version

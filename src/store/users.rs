@@ -4,8 +4,7 @@ use deadpool_postgres::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Caller, StoreError};
-use crate::auth::throttle::{ACCOUNT_MAX_FAILURES, ACCOUNT_WINDOW};
+use super::{Caller, CallerTransaction, StoreError};
 use crate::db::DbError;
 use crate::domain::Email;
 
@@ -18,22 +17,6 @@ macro_rules! token_is_current {
     () => {
         "u.id = $1 AND u.token_version = $2 \
          AND NOT EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3)"
-    };
-}
-
-/// Seconds until a locked address may try again (NULL when not locked), from a
-/// `login_failures f` row joined within its window. `$n` placeholders are given as
-/// arguments: (max failures, window seconds).
-macro_rules! lockout {
-    ($max:literal, $window:literal) => {
-        concat!(
-            "CASE WHEN f.failures >= ",
-            $max,
-            " THEN greatest(1, ceil(extract(epoch FROM ",
-            "f.window_started_at + make_interval(secs => ",
-            $window,
-            ") - now())))::int8 END"
-        )
     };
 }
 
@@ -50,24 +33,9 @@ const CURRENT_USER: &str = concat!(
     token_is_current!()
 );
 
-// Always one row: the account (if any) and the address's lock-out (if any).
-const LOGIN_LOOKUP: &str = concat!(
-    "SELECT u.id, u.password_hash, u.token_version, coalesce(f.failures, 0), ",
-    lockout!("$2", "$3"),
-    " FROM (SELECT $1::text AS email) AS attempt \
-     LEFT JOIN users u ON lower(u.email) = attempt.email \
-     LEFT JOIN login_failures f ON f.email = attempt.email \
-          AND f.window_started_at > now() - make_interval(secs => $3)"
-);
-
-const CALLER_SECRET: &str = concat!(
-    "SELECT u.email, u.password_hash, ",
-    lockout!("$4", "$5"),
-    " FROM users u LEFT JOIN login_failures f ON f.email = u.email \
-          AND f.window_started_at > now() - make_interval(secs => $5) \
-     WHERE ",
-    token_is_current!()
-);
+// Asked only after a token was found not current: was its account deleted, or the token
+// revoked? Either way the answer is a 401; its detail says which.
+const ACCOUNT_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 
 const REVOKE_TOKEN: &str = concat!(
     "INSERT INTO revoked_tokens (jti, expires_at) \
@@ -87,12 +55,11 @@ const CHANGE_PASSWORD: &str = "UPDATE users SET password_hash = $3, token_versio
 
 const DELETE: &str = "DELETE FROM users WHERE id = $1 AND token_version = $2";
 
-pub(super) const STATEMENTS: [&str; 10] = [
+pub(super) const STATEMENTS: [&str; 9] = [
     INSERT,
     OPEN_SESSION,
     CURRENT_USER,
-    LOGIN_LOOKUP,
-    CALLER_SECRET,
+    ACCOUNT_EXISTS,
     REVOKE_TOKEN,
     PURGE_REVOKED,
     BUMP_TOKEN_VERSION,
@@ -118,29 +85,6 @@ impl TryFrom<tokio_postgres::Row> for UserRow {
             created_at: row.try_get(2)?,
         })
     }
-}
-
-/// What a login attempt needs to know about an address.
-#[derive(Debug, Default)]
-pub struct LoginLookup {
-    /// The account's id, password hash and token version, if there is one.
-    pub account: Option<(Uuid, String, i32)>,
-    /// Failures counted in the current window.
-    pub failures: i32,
-    /// Set while the address is locked out.
-    pub retry_after_secs: Option<i64>,
-}
-
-/// The caller's address and password hash, for a password confirmation.
-#[derive(Debug)]
-pub struct CallerSecret {
-    pub email: String,
-    pub password_hash: String,
-    pub retry_after_secs: Option<i64>,
-}
-
-fn window_secs() -> f64 {
-    ACCOUNT_WINDOW.as_secs_f64()
 }
 
 fn caller_params(caller: &Caller) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
@@ -170,10 +114,29 @@ pub async fn insert(
 
 /// Checks the caller's token is current and, if so, sets the row-level-security identity
 /// for the current transaction. `false`: the token is no longer current.
-pub(super) async fn open_session(client: &Client, caller: &Caller) -> Result<bool, StoreError> {
-    let statement = client.prepare_cached(OPEN_SESSION).await?;
-    let rows = client.query(&statement, &caller_params(caller)).await?;
+pub(super) async fn open_session(
+    transaction: &CallerTransaction<'_>,
+    caller: &Caller,
+) -> Result<bool, StoreError> {
+    let rows = transaction
+        .query(OPEN_SESSION, &caller_params(caller))
+        .await?;
     Ok(!rows.is_empty())
+}
+
+/// Why the caller's token is not current: its account is gone, or the token was revoked.
+/// (A failure to find out is reported as such.)
+pub async fn why_not_current(client: &Client, caller: &Caller) -> StoreError {
+    let exists = async {
+        let statement = client.prepare_cached(ACCOUNT_EXISTS).await?;
+        let row = client.query_one(&statement, &[&caller.user_id]).await?;
+        row.try_get::<_, bool>(0)
+    };
+    match exists.await {
+        Ok(true) => StoreError::TokenRevoked,
+        Ok(false) => StoreError::AccountGone,
+        Err(error) => error.into(),
+    }
 }
 
 /// The caller's account, if their token is still current.
@@ -181,52 +144,8 @@ pub async fn current(client: &Client, caller: &Caller) -> Result<UserRow, StoreE
     let statement = client.prepare_cached(CURRENT_USER).await?;
     match client.query_opt(&statement, &caller_params(caller)).await? {
         Some(row) => Ok(UserRow::try_from(row)?),
-        None => Err(StoreError::CallerGone),
+        None => Err(why_not_current(client, caller).await),
     }
-}
-
-/// The account behind a normalised address, and the address's lock-out.
-pub async fn login_lookup(
-    client: &Client,
-    normalized_email: &str,
-) -> Result<LoginLookup, StoreError> {
-    let statement = client.prepare_cached(LOGIN_LOOKUP).await?;
-    let row = client
-        .query_one(
-            &statement,
-            &[&normalized_email, &ACCOUNT_MAX_FAILURES, &window_secs()],
-        )
-        .await?;
-    let id: Option<Uuid> = row.try_get(0)?;
-    let hash: Option<String> = row.try_get(1)?;
-    let version: Option<i32> = row.try_get(2)?;
-    let account = match (id, hash, version) {
-        (Some(id), Some(hash), Some(version)) => Some((id, hash, version)),
-        _ => None,
-    };
-    Ok(LoginLookup {
-        account,
-        failures: row.try_get(3)?,
-        retry_after_secs: row.try_get(4)?,
-    })
-}
-
-/// The caller's address, hash and lock-out, if their token is still current.
-pub async fn caller_secret(client: &Client, caller: &Caller) -> Result<CallerSecret, StoreError> {
-    let statement = client.prepare_cached(CALLER_SECRET).await?;
-    let [id, version, jti] = caller_params(caller);
-    let row = client
-        .query_opt(
-            &statement,
-            &[id, version, jti, &ACCOUNT_MAX_FAILURES, &window_secs()],
-        )
-        .await?
-        .ok_or(StoreError::CallerGone)?;
-    Ok(CallerSecret {
-        email: row.try_get(0)?,
-        password_hash: row.try_get(1)?,
-        retry_after_secs: row.try_get(2)?,
-    })
 }
 
 /// Logs out one token: remembered as revoked until it would have expired. Expired
@@ -251,7 +170,7 @@ pub async fn revoke_token(
     purged?;
     match revoked? {
         1 => Ok(()),
-        _ => Err(StoreError::CallerGone),
+        _ => Err(why_not_current(client, caller).await),
     }
 }
 
@@ -260,7 +179,7 @@ pub async fn bump_token_version(client: &Client, caller: &Caller) -> Result<(), 
     let statement = client.prepare_cached(BUMP_TOKEN_VERSION).await?;
     match client.execute(&statement, &caller_params(caller)).await? {
         1 => Ok(()),
-        _ => Err(StoreError::CallerGone),
+        _ => Err(why_not_current(client, caller).await),
     }
 }
 
@@ -279,7 +198,7 @@ pub async fn change_password(
         .await?;
     match changed {
         1 => Ok(()),
-        _ => Err(StoreError::CallerGone),
+        _ => Err(why_not_current(client, caller).await),
     }
 }
 
@@ -291,6 +210,6 @@ pub async fn delete(client: &Client, caller: &Caller) -> Result<(), StoreError> 
         .await?
     {
         1 => Ok(()),
-        _ => Err(StoreError::CallerGone),
+        _ => Err(why_not_current(client, caller).await),
     }
 }

@@ -360,3 +360,57 @@ async fn registrations_are_limited_per_client_address() {
     assert!(retry_after(&response) >= 1);
     assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
 }
+
+/// Counts the statuses of `attempts` wrong-password logins sent all at once.
+async fn parallel_wrong_logins(
+    app: &TestApp,
+    emails: impl Fn(usize) -> String,
+    attempts: usize,
+) -> (usize, usize) {
+    let requests = (0..attempts).map(|i| app.login_owned(emails(i), "wrong guess!".to_owned()));
+    let statuses: Vec<StatusCode> = futures_join_all(requests).await;
+    let unauthorized = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(unauthorized + throttled, attempts, "{statuses:?}");
+    (unauthorized, throttled)
+}
+
+async fn futures_join_all(
+    requests: impl Iterator<Item = impl Future<Output = StatusCode> + Send + 'static>,
+) -> Vec<StatusCode> {
+    let handles: Vec<_> = requests.map(tokio::spawn).collect();
+    let mut statuses = Vec::new();
+    for handle in handles {
+        statuses.push(handle.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn sixty_parallel_wrong_logins_get_exactly_ten_401s() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let (unauthorized, throttled) = parallel_wrong_logins(&app, |_| user.email.clone(), 60).await;
+    assert_eq!((unauthorized, throttled), (10, 50));
+    assert_eq!(failures(&app, &user.email).await, 10);
+    // Locked: even the right password is refused now.
+    assert_eq!(
+        app.login(&user.email, PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn the_per_address_limit_holds_under_a_parallel_burst() {
+    let config = database().await.config.clone();
+    let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 7).await;
+    // Forty different (unknown) accounts, so only the address's count can refuse them.
+    let (unauthorized, throttled) = parallel_wrong_logins(&app, |_| unique_email(), 40).await;
+    assert_eq!((unauthorized, throttled), (7, 33));
+}

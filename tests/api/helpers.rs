@@ -172,6 +172,19 @@ impl TestApp {
         .await
     }
 
+    /// A login attempt that owns its inputs (for spawning many at once); its status.
+    pub fn login_owned(
+        &self,
+        email: String,
+        password: String,
+    ) -> impl std::future::Future<Output = StatusCode> + Send + 'static {
+        let request = self
+            .client
+            .post(self.url("/auth/login"))
+            .json(&json!({"email": email, "password": password}));
+        async move { request.send().await.expect("request sent").status() }
+    }
+
     /// Registers and logs in a fresh user.
     pub async fn new_user(&self) -> TestUser {
         let email = unique_email();

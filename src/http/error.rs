@@ -35,6 +35,12 @@ pub enum ApiError {
     Validation(ValidationErrors),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database gave up on a statement (a lock or statement timeout): rolled back.
+    #[error("database timed out: {0}")]
+    DatabaseTimedOut(String),
+    /// The password-hashing queue is full: refused at once rather than queued for long.
+    #[error("password hashing queue full")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -106,7 +112,9 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::DatabaseTimedOut(_) | Self::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,26 +160,49 @@ impl ApiError {
             Self::Unavailable(_) => {
                 Problem::for_status(status, "the database is unavailable; try again shortly")
             }
+            Self::DatabaseTimedOut(_) => Problem::for_status(
+                status,
+                "the database did not finish in time (another request holds the row); \
+                 nothing was changed, so the request can be retried",
+            ),
+            Self::Busy => Problem::for_status(
+                status,
+                "too many logins are being checked right now; try again shortly",
+            ),
             Self::Internal(_) => Problem::for_status(status, "an unexpected error occurred"),
         }
     }
 }
 
+/// Why a request failed on the server's side: attached to a 5xx response for the access
+/// log (`http::access_log`), which logs it once, with the request id. Never sent.
+#[derive(Debug, Clone)]
+pub struct FailureCause(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // Logged once, here at the boundary; client errors are not worth a log line.
-        match &self {
-            Self::Internal(error) => tracing::error!(%error, "request failed"),
-            Self::Unavailable(error) => tracing::warn!(%error, "database unavailable"),
-            _ => {}
-        }
         let mut response = self.problem().into_response_with_status();
-        if let Self::TooManyRequests { retry_after_secs } = self {
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            Self::DatabaseTimedOut(_) | Self::Busy => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if let Self::Unauthorized(_) = self {
+        match self {
+            Self::Internal(cause) | Self::Unavailable(cause) | Self::DatabaseTimedOut(cause) => {
+                response.extensions_mut().insert(FailureCause(cause));
+            }
+            Self::Busy => {
+                let cause = FailureCause("the password hashing queue is full".to_owned());
+                response.extensions_mut().insert(cause);
+            }
+            _ => {}
+        }
+        if status_is_unauthorized(&response) {
             // RFC 6750 §3: tell the client how to authenticate.
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -180,6 +211,10 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+fn status_is_unauthorized(response: &Response) -> bool {
+    response.status() == StatusCode::UNAUTHORIZED
 }
 
 impl From<ValidationErrors> for ApiError {
@@ -192,6 +227,7 @@ impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
             DbError::Unavailable(detail) => Self::Unavailable(detail),
+            DbError::TimedOut(detail) => Self::DatabaseTimedOut(detail),
             DbError::InvalidData(_) => Self::Validation(ValidationErrors::single(
                 "body",
                 "contains a value the database cannot store",
@@ -210,7 +246,12 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::CallerGone => Self::Unauthorized("the token's account no longer exists"),
+            StoreError::AccountGone => Self::Unauthorized("the token's account no longer exists"),
+            StoreError::TokenRevoked => Self::Unauthorized(
+                "the access token has been revoked (logged out, or the password was changed); \
+                 log in again",
+            ),
+            StoreError::Pipeline(what) => Self::Internal(what),
             StoreError::NotFound => Self::NotFound,
             StoreError::PreconditionFailed => Self::PreconditionFailed,
             StoreError::EmailTaken => Self::Conflict("an account with this email already exists"),

@@ -1,0 +1,37 @@
+//! `AppState`: what every handler shares (pool, token service, hasher, limits). `app`
+//! builds it and `http` reads it; neither imports the other.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+
+use crate::auth::lockout::AddressThrottle;
+use crate::auth::{PasswordHasher, TokenService};
+
+/// What every handler can reach. One `Arc`: axum clones the state for every request.
+#[derive(Clone, Debug)]
+pub struct AppState(pub(crate) Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state shared by all requests.
+#[derive(Debug)]
+pub struct Shared {
+    pub pool: Pool,
+    pub tokens: TokenService,
+    pub hasher: PasswordHasher,
+    /// `/openapi.json`, rendered once.
+    pub openapi_json: Arc<String>,
+    /// Failed logins per client address (the per-account count is in PostgreSQL).
+    pub login_throttle: AddressThrottle,
+    /// Registrations per client address.
+    pub registration_throttle: AddressThrottle,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[std::net::IpAddr]>,
+}
