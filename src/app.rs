@@ -32,6 +32,32 @@ pub enum StartupError {
     },
     #[error("start-up task failed: {0}")]
     Internal(String),
+    #[error(
+        "the database role {role:?} {why}, so row-level security would not bind it and the \
+         second wall between users would be gone. Connect as a role without these rights \
+         (see the README, \"In production\"), or set ALLOW_RLS_BYPASS=true for development only"
+    )]
+    RlsBypassed { role: String, why: &'static str },
+}
+
+/// Refuses a connection whose role is a superuser or has `BYPASSRLS`: row-level security
+/// (FORCEd on every user table) does not apply to such roles.
+async fn refuse_rls_bypass(client: &deadpool_postgres::Client) -> Result<(), StartupError> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles \
+             WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(DbError::from)?;
+    let (role, superuser, bypass): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let why = match (superuser, bypass) {
+        (true, _) => "is a superuser",
+        (false, true) => "has BYPASSRLS",
+        (false, false) => return Ok(()),
+    };
+    Err(StartupError::RlsBypassed { role, why })
 }
 
 /// A database ready for use, and the private server behind it, if any.
@@ -120,9 +146,13 @@ impl Application {
         let pool = db::pool(
             database.config.clone(),
             settings.database_pool_size,
+            settings.database_timeouts,
             statements,
         )?;
         let client = pool.get().await.map_err(DbError::from)?;
+        if !settings.allow_rls_bypass {
+            refuse_rls_bypass(&client).await?;
+        }
         crate::store::prepare_all(&client)
             .await
             .map_err(StartupError::Statements)?;

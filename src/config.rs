@@ -80,8 +80,8 @@ pub struct RawSettings {
     /// Registrations allowed per client address in 15 minutes.
     #[arg(long, env = "REGISTRATIONS_PER_ADDRESS", default_value_t = 10_000)]
     pub registrations_per_address: u32,
-    /// Proxies whose `X-Forwarded-For` is believed (comma-separated IP addresses). Empty:
-    /// the client address is always the peer address.
+    /// Proxies whose `X-Forwarded-For` is believed (comma-separated IP addresses or CIDR
+    /// ranges such as 10.0.0.0/8). Empty: the client address is always the peer address.
     #[arg(
         long,
         env = "TRUSTED_PROXIES",
@@ -89,6 +89,32 @@ pub struct RawSettings {
         default_value = ""
     )]
     pub trusted_proxies: Vec<String>,
+    /// Longest time the database may spend on one statement before it gives up and rolls
+    /// back (milliseconds). Kept well below the 15 s request deadline.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=10_000))]
+    pub database_statement_timeout_ms: u64,
+    /// Longest time a statement may wait for a row lock held by a concurrent writer
+    /// (milliseconds); then 503, and nothing changed.
+    #[arg(long, env = "DATABASE_LOCK_TIMEOUT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub database_lock_timeout_ms: u64,
+    /// Serve even when the database role is a superuser or has BYPASSRLS, which disables
+    /// the row-level-security wall. For development only.
+    #[arg(long, env = "ALLOW_RLS_BYPASS", default_value_t = false,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_rls_bypass: bool,
+    /// `text` (human-readable; coloured only on a terminal) or `json` (one JSON object per
+    /// line, for log shippers).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Which PostgreSQL to use.
@@ -137,9 +163,11 @@ pub struct Settings {
     pub port: u16,
     pub database_pool_size: usize,
     pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub login_failures_per_address: u32,
     pub registrations_per_address: u32,
+    pub database_timeouts: crate::db::SessionTimeouts,
+    pub allow_rls_bypass: bool,
 }
 
 /// A setting that cannot be used.
@@ -155,7 +183,7 @@ pub enum ConfigError {
     WeakSecret,
     #[error("CORS_ALLOWED_ORIGINS holds an invalid origin: {0:?}")]
     CorsOrigin(String),
-    #[error("TRUSTED_PROXIES holds something that is not an IP address: {0:?}")]
+    #[error("TRUSTED_PROXIES holds something that is not an IP address or CIDR range: {0:?}")]
     TrustedProxy(String),
     #[error("cannot read or create the secret key file {path}: {source}")]
     SecretFile {
@@ -202,9 +230,11 @@ impl RawSettings {
             })
             .collect::<Result<_, _>>()?;
         let trusted_proxies = non_empty(&self.trusted_proxies)
-            .map(|ip| {
-                ip.parse()
-                    .map_err(|_| ConfigError::TrustedProxy(ip.to_owned()))
+            .map(|proxy| {
+                proxy
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| proxy.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::TrustedProxy(proxy.to_owned()))
             })
             .collect::<Result<_, _>>()?;
         Ok(Settings {
@@ -218,6 +248,11 @@ impl RawSettings {
             trusted_proxies,
             login_failures_per_address: self.login_failures_per_address,
             registrations_per_address: self.registrations_per_address,
+            database_timeouts: crate::db::SessionTimeouts {
+                statement: std::time::Duration::from_millis(self.database_statement_timeout_ms),
+                lock: std::time::Duration::from_millis(self.database_lock_timeout_ms),
+            },
+            allow_rls_bypass: self.allow_rls_bypass,
         })
     }
 }
@@ -297,11 +332,11 @@ mod tests {
             "--cors-allowed-origins",
             "https://app.example.com, http://localhost:3000",
             "--trusted-proxies",
-            "10.0.0.1,::1",
+            "10.0.0.1,::1,192.168.0.0/16",
         ]);
         let settings = cli.unwrap().settings.validate().unwrap();
         assert_eq!(settings.cors_allowed_origins.len(), 2);
-        assert_eq!(settings.trusted_proxies.len(), 2);
+        assert_eq!(settings.trusted_proxies.len(), 3);
         let key = "k".repeat(32);
         let bad = Cli::try_parse_from([
             "taskapi",

@@ -16,14 +16,15 @@ async fn main() -> ExitCode {
     // A missing .env is normal; real environment variables win over it.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(taskapi::telemetry::env_filter(
-            std::env::var("RUST_LOG").ok().as_deref(),
-        ))
-        .init();
+    taskapi::telemetry::init(
+        cli.settings.log_format,
+        std::env::var("RUST_LOG").ok().as_deref(),
+    );
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // The whole chain: "cannot reach the database: …: SQLSTATE 28000 (FATAL): …".
+            let error = taskapi::db::error::chain(error.as_ref());
             tracing::error!("{error}");
             ExitCode::FAILURE
         }

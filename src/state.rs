@@ -33,5 +33,14 @@ pub struct Shared {
     /// Registrations per client address.
     pub registration_throttle: AddressThrottle,
     /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<[std::net::IpAddr]>,
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+}
+
+impl AppState {
+    /// A pooled connection for this request (a quick 503 when none can be had). While it
+    /// is held, the request deadline waits for the request rather than abandon a
+    /// statement that may commit.
+    pub async fn database(&self) -> Result<crate::db::Connection, crate::db::DbError> {
+        crate::db::checkout(&self.pool).await
+    }
 }

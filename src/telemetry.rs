@@ -1,7 +1,27 @@
 //! Logging set-up. Whatever `RUST_LOG` asks for, the database driver never logs at debug
 //! level: there it prints statement parameters, which hold emails and password hashes.
+//! Lines go to standard output, as text (coloured only when that is a terminal) or as one
+//! JSON object per line (`LOG_FORMAT=json`).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber (once, at start-up).
+pub fn init(format: LogFormat, spec: Option<&str>) {
+    let builder = tracing_subscriber::fmt().with_env_filter(env_filter(spec));
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
 
 const DEFAULT: &str = "info,tower_http=warn";
 /// Appended last, so it wins over any `RUST_LOG` directive for these targets.

@@ -1,14 +1,17 @@
 //! The database: connection pool, embedded migrations, error classification, and the
 //! private PostgreSQL started when no `DATABASE_URL` is configured.
 
+pub mod checkout;
 pub mod error;
 pub mod private;
 
 use std::time::Duration;
 
 use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::NoTls;
 
+pub use checkout::{Connection, checkout};
 pub use error::DbError;
 
 mod embedded {
@@ -24,13 +27,48 @@ pub const OWNER_ROLE: &str = "taskapi_owner";
 /// The role the API connects as: owns nothing, no superuser, no BYPASSRLS.
 pub const APP_ROLE: &str = "taskapi_app";
 
+/// How long the server may spend on one request's statements before it gives up (and
+/// rolls back): set on every pooled connection, so that the database always gives up
+/// before HTTP does and a timeout's 503 never hides a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// `statement_timeout`: any one statement.
+    pub statement: Duration,
+    /// `lock_timeout`: waiting for a row lock (a concurrent writer of the same row).
+    pub lock: Duration,
+}
+
+impl Default for SessionTimeouts {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(5),
+            lock: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SessionTimeouts {
+    /// The `SET` statements, sent once when a connection opens. An idle transaction is
+    /// ended too (a request's transaction is never idle: it is sent in one pipeline).
+    fn set_statements(&self) -> String {
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; \
+             SET idle_in_transaction_session_timeout = {}",
+            self.statement.as_millis(),
+            self.lock.as_millis(),
+            (self.statement * 2).as_millis()
+        )
+    }
+}
+
 /// A pool of connections. Recycling is `Fast` (no ping on every return): a broken
-/// connection is noticed by its next statement and replaced. Every new connection
-/// prepares `statements` first, so requests never wait on a prepare, and a pipeline of
-/// statements (see `store::as_caller`) is always sent in one go.
+/// connection is noticed by its next statement and replaced. Every new connection sets
+/// its `timeouts` and prepares `statements` first, so requests never wait on a prepare,
+/// and a pipeline of statements (see `store::as_caller`) is always sent in one go.
 pub fn pool(
     mut config: tokio_postgres::Config,
     max_size: usize,
+    timeouts: SessionTimeouts,
     statements: Vec<&'static str>,
 ) -> Result<Pool, DbError> {
     config.connect_timeout(ACQUIRE_TIMEOUT);
@@ -48,6 +86,10 @@ pub fn pool(
         .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
             let statements = statements.clone();
             Box::pin(async move {
+                client
+                    .batch_execute(&timeouts.set_statements())
+                    .await
+                    .map_err(HookError::Backend)?;
                 for sql in statements.iter() {
                     client
                         .prepare_cached(sql)
@@ -107,7 +149,7 @@ pub async fn migrate(
     let mut client = connect(config).await?;
     if let Some(role) = as_role {
         client
-            .batch_execute(&format!("SET ROLE {}", quote_identifier(role)))
+            .batch_execute(&format!("SET ROLE {}", escape_identifier(role)))
             .await
             .map_err(DbError::from)?;
     }
@@ -153,15 +195,11 @@ pub async fn ensure_roles_and_database(
         client
             .batch_execute(&format!(
                 "CREATE DATABASE {} OWNER {OWNER_ROLE}",
-                quote_identifier(name)
+                escape_identifier(name)
             ))
             .await?;
     }
     Ok(())
-}
-
-fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Why migrations could not be applied.

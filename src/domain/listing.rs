@@ -154,13 +154,19 @@ impl TaskQuery {
                         query.priorities.push(priority);
                     }
                 }
-                // Stored instants have microsecond precision: a finer bound is rounded up,
-                // so that "strictly before" keeps its meaning.
+                // Stored instants have microsecond precision: a finer bound is rounded up
+                // for "strictly before" and down for "strictly after", so that both keep
+                // their meaning on the microsecond grid.
                 "due_before" => {
                     query.due_before =
-                        errors.check(key, timestamp::parse(&value).map(ceil_to_micros))
+                        errors.check(key, timestamp::parse(&value).map(timestamp::ceil_to_micros))
                 }
-                "due_after" => query.due_after = errors.check(key, timestamp::parse(&value)),
+                "due_after" => {
+                    query.due_after = errors.check(
+                        key,
+                        timestamp::parse(&value).map(timestamp::floor_to_micros),
+                    )
+                }
                 "q" => {
                     if let Some(()) = errors.check(key, reject_nul(&value)) {
                         let words = value.trim();
@@ -180,13 +186,6 @@ impl TaskQuery {
             }
         }
         errors.into_result(|| query)
-    }
-}
-
-fn ceil_to_micros(instant: OffsetDateTime) -> OffsetDateTime {
-    match instant.nanosecond() % 1_000 {
-        0 => instant,
-        sub_micro => instant + time::Duration::nanoseconds(i64::from(1_000 - sub_micro)),
     }
 }
 

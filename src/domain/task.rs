@@ -216,7 +216,9 @@ impl TaskInput {
             ),
             status: parse_required(errors, "status", self.status, |s| TaskStatus::parse(&s)),
             priority: parse_required(errors, "priority", self.priority, |p| Priority::parse(&p)),
-            due_at: parse_nullable(errors, "due_at", self.due_at, |d| timestamp::parse(&d)),
+            due_at: parse_nullable(errors, "due_at", self.due_at, |d| {
+                timestamp::parse(&d).map(timestamp::floor_to_micros)
+            }),
         }
     }
 }

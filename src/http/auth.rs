@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ClientAddress};
+use super::client_address::ClientAddress;
+use super::extract::ApiJson;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
 use crate::auth::password::HashError;
 use crate::domain::{Email, Password, ValidationErrors, timestamp};
@@ -112,7 +113,7 @@ async fn confirm_password(
         .login_throttle
         .acquire(address)
         .map_err(too_many_from)?;
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let attempt = store::login_failures::count_confirmation(&client, &user.caller()).await?;
     drop(client);
     if let Some(retry) = attempt.retry_after_secs {
@@ -123,7 +124,7 @@ async fn confirm_password(
         .verify(Password::offered(password), Some(attempt.password_hash))
         .await
         .map_err(hashing_failed)?;
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     if !verified {
         slot.keep();
         store::login_failures::purge_expired(&client).await?;
@@ -164,7 +165,7 @@ pub async fn register(
         .map_err(too_many_from)?;
     let hash = state.hasher.hash(password).await.map_err(hashing_failed)?;
     slot.keep();
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let user = store::users::insert(&client, &email, &hash).await?;
     Ok((StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response())
 }
@@ -199,7 +200,7 @@ pub async fn login(
     // Argon2 work and the same 401 as any unknown one, without touching the database.
     let storable = !email.contains('\0');
     let attempt = if storable {
-        let client = state.pool.get().await?;
+        let client = state.database().await?;
         // The connection goes back to the pool before hashing, at the end of this block.
         store::login_failures::count_login(&client, &email).await?
     } else {
@@ -222,13 +223,13 @@ pub async fn login(
         _ => {
             slot.keep();
             if storable {
-                let client = state.pool.get().await?;
+                let client = state.database().await?;
                 store::login_failures::purge_expired(&client).await?;
             }
             return Err(ApiError::Unauthorized("incorrect email or password"));
         }
     };
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     store::login_failures::clear(&client, &email).await?;
     drop(client);
     let issued = state
@@ -257,7 +258,7 @@ pub async fn get_me(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Response, ApiError> {
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let account = store::users::current(&client, &user.caller()).await?;
     Ok(axum::Json(UserResponse::from(account)).into_response())
 }
@@ -276,7 +277,7 @@ pub async fn logout(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     store::users::revoke_token(&client, &user.caller(), user.expires_at).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -295,7 +296,7 @@ pub async fn logout_all(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     store::users::bump_token_version(&client, &user.caller()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -329,7 +330,7 @@ pub async fn change_password(
         .hash(new_password)
         .await
         .map_err(hashing_failed)?;
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     store::users::change_password(&client, &user.caller(), &hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -356,7 +357,7 @@ pub async fn delete_me(
     ApiJson(body): ApiJson<DeleteAccountRequest>,
 ) -> Result<StatusCode, ApiError> {
     confirm_password(&state, &user, address, body.password).await?;
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     store::users::delete(&client, &user.caller()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The password-hashing queue is full: refused at once rather than queued for long.
     #[error("password hashing queue full")]
     Busy,
+    /// The request deadline passed while no statement was in flight (`http::deadline`).
+    #[error("request timed out")]
+    RequestTimedOut,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,9 +115,10 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) | Self::DatabaseTimedOut(_) | Self::Busy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Unavailable(_)
+            | Self::DatabaseTimedOut(_)
+            | Self::Busy
+            | Self::RequestTimedOut => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -169,6 +173,11 @@ impl ApiError {
                 status,
                 "too many logins are being checked right now; try again shortly",
             ),
+            Self::RequestTimedOut => Problem::for_status(
+                status,
+                "the request took too long and was abandoned before it changed anything; \
+                 try again shortly",
+            ),
             Self::Internal(_) => Problem::for_status(status, "an unexpected error occurred"),
         }
     }
@@ -184,7 +193,7 @@ impl IntoResponse for ApiError {
         let mut response = self.problem().into_response_with_status();
         let retry_after = match &self {
             Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
-            Self::DatabaseTimedOut(_) | Self::Busy => Some(1),
+            Self::DatabaseTimedOut(_) | Self::Busy | Self::RequestTimedOut => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after {
@@ -196,8 +205,8 @@ impl IntoResponse for ApiError {
             Self::Internal(cause) | Self::Unavailable(cause) | Self::DatabaseTimedOut(cause) => {
                 response.extensions_mut().insert(FailureCause(cause));
             }
-            Self::Busy => {
-                let cause = FailureCause("the password hashing queue is full".to_owned());
+            Self::Busy | Self::RequestTimedOut => {
+                let cause = FailureCause(self.to_string());
                 response.extensions_mut().insert(cause);
             }
             _ => {}
@@ -211,6 +220,21 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The last resort for a handler that panicked (a bug: no client input may lead here):
+/// a problem+json 500, with the panic's message kept for the access log only.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    let mut response = ApiError::Internal(String::new()).into_response();
+    response
+        .extensions_mut()
+        .insert(FailureCause(format!("handler panicked: {message}")));
+    response
 }
 
 fn status_is_unauthorized(response: &Response) -> bool {

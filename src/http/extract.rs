@@ -3,9 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,22 +13,21 @@ use uuid::Uuid;
 
 use crate::domain::ValidationErrors;
 use crate::http::error::ApiError;
-use crate::state::AppState;
 
 /// A JSON body, deserialised strictly: unknown fields and wrong types are 422, with the
 /// offending field named.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
+/// API.md "Conventions": `application/json`, with or without parameters (`charset=utf-8`);
+/// every other type is 415, other JSON-based ones (`application/merge-patch+json`,
+/// `application/problem+json`, `text/json`) included.
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let essence = value.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("application/json")
-        || (essence.len() > 17
-            && essence[..12].eq_ignore_ascii_case("application/")
-            && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -50,23 +48,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Syntax errors (bad JSON, invalid UTF-8, trailing data) are 400; data that does not fit
-/// the expected shape is 422.
+/// Syntax first, then shape (API.md "Conventions"): anything that is not one valid JSON
+/// document (invalid UTF-8, truncated, trailing data, bad escapes) is 400 whatever fields
+/// it names; only a body that parses is judged field by field (422).
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        ApiError::MalformedBody(format!("the request body is not valid UTF-8: {error}"))
+    })?;
+    // A syntax-only pass: nothing is built, so it costs a scan of the bytes.
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|error| {
+        ApiError::MalformedBody(format!("the request body is not valid JSON: {error}"))
+    })?;
     // Every body is a JSON object. serde would also read a struct from an array, by
     // position (`["title"]`), so anything else is refused here first.
-    let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
+    let first = text.bytes().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| b != b'{') {
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                Ok(_) => {
-                    ApiError::Validation(ValidationErrors::single("body", "must be a JSON object"))
-                }
-                Err(error) => classify(error, ""),
-            },
-        );
+        return Err(ApiError::Validation(ValidationErrors::single(
+            "body",
+            "must be a JSON object",
+        )));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         classify(error.into_inner(), &path)
@@ -107,47 +109,6 @@ fn strip_position(message: &str) -> String {
         Some(index) => message[..index].to_owned(),
         None => message.to_owned(),
     }
-}
-
-/// The client's address: the peer's, or, when the peer is a trusted proxy, the last
-/// address in `X-Forwarded-For` that is not itself a trusted proxy.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientAddress {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-        Ok(Self(client_address(
-            peer,
-            &parts.headers,
-            &state.trusted_proxies,
-        )))
-    }
-}
-
-fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
-        return peer;
-    }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
-        .collect();
-    forwarded
-        .iter()
-        .rev()
-        .find(|hop| !trusted.contains(hop))
-        .or(forwarded.first())
-        .copied()
-        .unwrap_or(peer)
 }
 
 /// A task id from the path. Anything that is not a UUID is a 404, like a missing task.
@@ -223,6 +184,28 @@ mod tests {
     }
 
     #[test]
+    fn a_body_that_does_not_parse_is_400_whatever_fields_it_names() {
+        for broken in [
+            r#"{"unknown": "x","#,
+            r#"{"count": "not a number"} trailing"#,
+            r#"{"name": "a", "id": 1,}"#,
+            r#"{"name": "\q"}"#,
+            r#"{"name": "a"}{"name": "b"}"#,
+        ] {
+            assert_eq!(
+                status_and_field(broken).0,
+                StatusCode::BAD_REQUEST,
+                "{broken}"
+            );
+        }
+        let unknown_field_then_bad_utf8 = b"{\"unknown\": 1, \"name\": \"\xff\"}";
+        assert!(matches!(
+            parse_json::<Body>(unknown_field_then_bad_utf8),
+            Err(ApiError::MalformedBody(_))
+        ));
+    }
+
+    #[test]
     fn invalid_utf8_is_a_400() {
         let bytes = b"{\"name\":\"\xff\"}";
         assert!(matches!(
@@ -232,29 +215,15 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            "6.6.6.6, 203.0.113.7, 10.0.0.1".parse().unwrap(),
-        );
-        let peer: IpAddr = "198.51.100.2".parse().unwrap();
-        assert_eq!(client_address(peer, &headers, &[proxy]), peer);
-        assert_eq!(
-            client_address(proxy, &headers, &[proxy]),
-            "203.0.113.7".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(client_address(proxy, &HeaderMap::new(), &[proxy]), proxy);
-    }
-
-    #[test]
     fn json_media_types_are_recognised() {
         let mut headers = HeaderMap::new();
         for (value, ok) in [
             ("application/json", true),
             ("Application/JSON; charset=utf-8", true),
-            ("application/merge-patch+json", true),
+            ("application/json ; charset=UTF-8", true),
+            ("application/merge-patch+json", false),
+            ("application/problem+json", false),
+            ("text/json", false),
             ("text/plain", false),
             ("application/x-www-form-urlencoded", false),
             ("application/jsonx", false),

@@ -1,8 +1,11 @@
 //! The HTTP layer: one file per resource with its DTOs and handlers, and the router that
 //! shows every route in one place.
 
+pub mod access_log;
 pub mod auth;
+pub mod client_address;
 pub mod current_user;
+pub mod deadline;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -18,10 +21,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -32,8 +34,6 @@ use crate::state::AppState;
 
 /// API.md: bodies over 64 KiB are 413; exactly 64 KiB is accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// A request that takes longer (a hung database) ends in a 503, never a hang.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -136,26 +136,33 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .route("/docs/{*path}", get(docs::docs_asset))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(problem_for_bare_errors))
-        .layer(middleware::from_fn(security_headers));
+        .with_state(state);
+    with_outer_layers(router, cors_origins)
+}
+
+/// The layers around every route, innermost first: the request deadline; the panic
+/// catcher (last resort: a problem+json 500); problem bodies for responses made by axum
+/// or a layer; CORS; security headers; the request id, echoed back; the access log, inside
+/// the layer that assigns the request id.
+fn with_outer_layers(router: Router, cors_origins: &[HeaderValue]) -> Router {
+    let router = router
+        .layer(middleware::from_fn(deadline::enforce))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(middleware::from_fn(problem_for_bare_errors));
     let router = if cors_origins.is_empty() {
         router
     } else {
         router.layer(cors(cors_origins))
     };
     router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(access_log::record))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
 }
 
 /// Responses made by axum or a layer rather than by our handlers (405 with `Allow`, 413 from
-/// a declared length, a timeout) get a problem body too; their headers are kept.
+/// a declared length) get a problem body too; their headers are kept.
 async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -168,7 +175,6 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     }
     let detail = match status {
         StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed here; see the Allow header",
-        StatusCode::SERVICE_UNAVAILABLE => "the request took too long; try again shortly",
         _ => "the request could not be handled",
     };
     let (mut parts, _) = response.into_parts();
@@ -213,4 +219,35 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         ])
         .expose_headers([header::ETAG, header::LOCATION, header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layers around a router with one route that panics, served on a real socket.
+    async fn serve_panicking_route() -> String {
+        async fn boom() -> &'static str {
+            panic!("a bug in a handler")
+        }
+        let router = with_outer_layers(Router::new().route("/boom", get(boom)), &[]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{address}/boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_problem_500_with_a_request_id() {
+        let url = serve_panicking_route().await;
+        let response = reqwest::get(&url)
+            .await
+            .expect("a response, not a closed connection");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], 500);
+        assert!(!body.to_string().contains("a bug in a handler"), "{body}");
+    }
 }

@@ -220,7 +220,7 @@ pub async fn create_task(
     ApiJson(body): ApiJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let task = TaskInput::from(body).into_new_task()?;
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let caller = user.caller();
     let created = store::as_caller(&client, &caller, async |tx| {
         store::tasks::insert(tx, user.id, &task).await
@@ -247,7 +247,7 @@ pub async fn list_tasks(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = TaskQuery::parse(raw.as_deref().unwrap_or_default())?;
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let caller = user.caller();
     let (tasks, total) = store::as_caller(&client, &caller, async |tx| {
         store::tasks::list(tx, user.id, &query).await
@@ -280,7 +280,7 @@ pub async fn get_task(
     user: CurrentUser,
     TaskId(id): TaskId,
 ) -> Result<Response, ApiError> {
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let caller = user.caller();
     let task = store::as_caller(&client, &caller, async |tx| {
         store::tasks::get(tx, user.id, id).await
@@ -318,7 +318,7 @@ pub async fn update_task(
 ) -> Result<Response, ApiError> {
     let changes = TaskInput::from(body).into_changes()?;
     let precondition = precondition(&headers, id);
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let caller = user.caller();
     let task = if changes.is_empty() {
         // `{}` changes nothing, so the version (and ETag) stays; the precondition still holds.
@@ -370,7 +370,7 @@ pub async fn replace_task(
 ) -> Result<Response, ApiError> {
     let changes = TaskInput::from(body).into_new_task()?.into();
     let precondition = precondition(&headers, id);
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let caller = user.caller();
     let task = store::as_caller(&client, &caller, async |tx| {
         store::tasks::update(tx, user.id, id, &changes, &precondition).await
@@ -402,7 +402,7 @@ pub async fn delete_task(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let precondition = precondition(&headers, id);
-    let client = state.pool.get().await?;
+    let client = state.database().await?;
     let caller = user.caller();
     store::as_caller(&client, &caller, async |tx| {
         store::tasks::delete(tx, user.id, id, &precondition).await

@@ -7,7 +7,7 @@ use crate::db::DbError;
 /// Whether the database answers a trivial query on a pooled connection. Any failure,
 /// acquiring the connection included, means the database is not serving.
 pub async fn ping(pool: &Pool) -> Result<(), DbError> {
-    let client = pool.get().await?;
+    let client = crate::db::checkout(pool).await?;
     client
         .simple_query("SELECT 1")
         .await

@@ -304,7 +304,7 @@ async fn failures_are_also_limited_per_client_address_behind_a_trusted_proxy() {
     let config = database().await.config.clone();
     let app = TestApp::spawn_with(config, |settings| {
         settings.login_failures_per_address = 3;
-        settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let user = app.new_user().await;

@@ -58,6 +58,8 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         trusted_proxies: Vec::new(),
         login_failures_per_address: 300,
         registrations_per_address: 10_000,
+        database_timeouts: Default::default(),
+        allow_rls_bypass: false,
     }
 }
 

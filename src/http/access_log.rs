@@ -1,0 +1,51 @@
+//! One access-log line per request (target `taskapi::access`): method, matched route,
+//! status, latency and request id; never a token, a body or a password. A 5xx is logged
+//! here, once, at error level with its cause (`FailureCause`, attached by whoever made
+//! the response); everything a request logs on the way happens inside its span.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::error::FailureCause;
+
+/// The middleware. Runs inside the layer that sets `x-request-id`.
+pub async fn record(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(no route)".to_owned(), |path| path.as_str().to_owned());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let span = tracing::info_span!("request", id = %request_id);
+    let response = next.run(request).instrument(span).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if response.status().is_server_error() {
+        let cause = response
+            .extensions()
+            .get::<FailureCause>()
+            .map_or("no cause recorded", |cause| cause.0.as_str());
+        tracing::error!(
+            target: "taskapi::access",
+            %method, %route, status, latency_ms, request_id, cause,
+            "request failed"
+        );
+    } else {
+        tracing::info!(
+            target: "taskapi::access",
+            %method, %route, status, latency_ms, request_id,
+            "request"
+        );
+    }
+    response
+}
