@@ -206,10 +206,10 @@ impl RawSettings {
                     .transpose()?
                     .map(Box::new),
             }),
-            None => Ok(Database::Private(private::Options {
-                data_dir: self.data_dir.clone(),
-                ephemeral: false,
-            })),
+            None => Ok(Database::Private(private::Options::new(
+                self.data_dir.clone(),
+                false,
+            ))),
         }
     }
 

@@ -6,9 +6,10 @@
 //! process: when taskapi exits for any reason, even `kill -9`, the pipe closes and the
 //! watchdog asks PostgreSQL for a fast, clean shutdown. No orphan server is left behind.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, chown};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt, lchown};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -21,15 +22,35 @@ const PORT: u16 = 5432;
 /// Unix socket paths are limited to 108 bytes (`sun_path`), terminator included.
 const MAX_SOCKET_PATH: usize = 107;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the cluster is kept instead when taskapi runs as root and the `postgres` OS user
+/// cannot reach the data directory (e.g. a checkout under a 0700 `/root`).
+pub const DEFAULT_FALLBACK_BASE: &str = "/var/lib/taskapi";
 
 /// How to run the private server.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Holds the cluster (`postgres/`), its log, the socket and the lock file.
+    /// Holds the lock file, the server log and (normally) the cluster (`postgres/`) and
+    /// its socket directory (`run/`).
     pub data_dir: PathBuf,
-    /// For test clusters: durability off (fsync, full-page writes) and the whole data
-    /// directory removed when the server stops. Never for user data.
+    /// For test clusters: durability off (fsync, full-page writes) and everything created
+    /// for the cluster (data directory, fallback directory, socket directory) removed when
+    /// the server stops. Never for user data.
     pub ephemeral: bool,
+    /// When root and the `postgres` OS user cannot reach `data_dir`: the cluster and its
+    /// socket live in `<fallback_base>/<name>-<hash of data_dir's canonical path>`
+    /// instead. Root-owned and not writable by others, or taskapi refuses to use it.
+    pub fallback_base: PathBuf,
+}
+
+impl Options {
+    /// A cluster under `data_dir`, with the default fallback base.
+    pub fn new(data_dir: impl Into<PathBuf>, ephemeral: bool) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            ephemeral,
+            fallback_base: PathBuf::from(DEFAULT_FALLBACK_BASE),
+        }
+    }
 }
 
 /// Why the private server could not be started.
@@ -58,6 +79,11 @@ pub enum StartError {
     )]
     NotTraversable { dir: PathBuf, blocker: PathBuf },
     #[error(
+        "refusing to use {path}: {reason}. Remove or fix it, choose another TASKAPI_DATA_DIR, \
+         or set DATABASE_URL"
+    )]
+    UnsafeDirectory { path: PathBuf, reason: String },
+    #[error(
         "{0} exists but is not a PostgreSQL cluster; move it away or choose another TASKAPI_DATA_DIR"
     )]
     NotACluster(PathBuf),
@@ -85,6 +111,9 @@ pub struct PrivatePostgres {
     watchdog: Child,
     watchdog_stdin: Option<ChildStdin>,
     socket_dir: PathBuf,
+    /// Ephemeral clusters: what `stop` removes once the server is down (the watchdog, as
+    /// the server's user, may not be allowed to remove all of it).
+    remove_after: Vec<PathBuf>,
     _lock: File,
 }
 
@@ -108,16 +137,28 @@ impl PrivatePostgres {
             "cannot resolve {}",
             options.data_dir.display()
         )))?;
+        // Taken before anything else is touched: a second taskapi on this data directory
+        // stops here, whichever directory holds the cluster.
         let lock = lock_data_dir(&data_dir)?;
         let run_as = run_as()?;
-        if let Some(run_as) = run_as {
-            check_traversable(&data_dir, run_as)?;
-            chown_to(&data_dir, run_as)?;
-        }
+        let home = cluster_home(&data_dir, run_as, &options.fallback_base)?;
 
-        let cluster = data_dir.join("postgres");
-        init_cluster_once(&bin_dir, &cluster, run_as, options.ephemeral)?;
-        let socket_dir = socket_dir(&data_dir, run_as)?;
+        let cluster = home.join("postgres");
+        let socket_dir = socket_dir(&home, run_as)?;
+        let mut remove_after = Vec::new();
+        if options.ephemeral {
+            remove_after.push(data_dir.clone());
+            if home != data_dir {
+                remove_after.push(home.clone());
+            }
+            if !socket_dir.starts_with(&home) {
+                remove_after.push(socket_dir.clone());
+            }
+        }
+        if let Err(error) = init_cluster_once(&bin_dir, &cluster, run_as, options.ephemeral) {
+            remove_all(&remove_after);
+            return Err(error);
+        }
         let log_path = data_dir.join("postgres.log");
         let log = OpenOptions::new()
             .create(true)
@@ -137,7 +178,8 @@ impl PrivatePostgres {
             &bin_dir,
             &cluster,
             &socket_dir,
-            options.ephemeral.then_some(data_dir.as_path()),
+            options.ephemeral,
+            &remove_after,
             log,
             run_as,
         )?;
@@ -146,6 +188,7 @@ impl PrivatePostgres {
             watchdog,
             watchdog_stdin,
             socket_dir,
+            remove_after,
             _lock: lock,
         };
         if let Err(error) = server.wait_until_ready(&cluster, &log_path, log_start) {
@@ -176,6 +219,7 @@ impl PrivatePostgres {
     pub fn stop(&mut self) {
         drop(self.watchdog_stdin.take());
         let _ = self.watchdog.wait();
+        remove_all(&self.remove_after);
     }
 
     fn wait_until_ready(
@@ -267,13 +311,16 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
     }
 }
 
+/// This process's effective uid: the owner of /proc/self (no unsafe `geteuid` needed).
+fn effective_uid() -> Result<u32, StartError> {
+    Ok(fs::metadata("/proc/self")
+        .map_err(io_error("cannot read /proc/self"))?
+        .uid())
+}
+
 /// PostgreSQL refuses to run as root: then it runs as the `postgres` OS user.
 fn run_as() -> Result<Option<RunAs>, StartError> {
-    // The owner of /proc/self is this process's effective uid (no unsafe geteuid needed).
-    let euid = fs::metadata("/proc/self")
-        .map_err(io_error("cannot read /proc/self"))?
-        .uid();
-    if euid != 0 {
+    if effective_uid()? != 0 {
         return Ok(None);
     }
     let passwd = fs::read_to_string("/etc/passwd").map_err(io_error("cannot read /etc/passwd"))?;
@@ -316,8 +363,233 @@ fn check_traversable(data_dir: &Path, run_as: RunAs) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Where the cluster (`postgres/`) and its socket directory (`run/`) live: the data
+/// directory itself or, when we are root and the `postgres` user cannot reach it, a
+/// directory of its own under the fallback base. Once that fallback directory exists it is
+/// used on every start (unless the data directory holds a cluster itself), so making the
+/// data directory reachable later never silently starts an empty cluster instead.
+fn cluster_home(
+    data_dir: &Path,
+    run_as: Option<RunAs>,
+    fallback_base: &Path,
+) -> Result<PathBuf, StartError> {
+    let Some(run_as) = run_as else {
+        return Ok(data_dir.to_owned());
+    };
+    let reachable = check_traversable(data_dir, run_as);
+    // The base's parent resolved once, and used resolved, so a link swapped later does not
+    // redirect this run.
+    let fallback = fallback_base
+        .parent()
+        .and_then(|parent| parent.canonicalize().ok())
+        .zip(fallback_base.file_name())
+        .map(|(parent, name)| parent.join(name));
+    let home = fallback
+        .as_ref()
+        .map(|base| base.join(fallback_name(data_dir)));
+    let in_fallback = home
+        .as_deref()
+        .is_some_and(|home| fs::symlink_metadata(home).is_ok());
+    if holds_something(&data_dir.join("postgres")) || (reachable.is_ok() && !in_fallback) {
+        reachable?;
+        chown_to(data_dir, run_as)?;
+        return Ok(data_dir.to_owned());
+    }
+    let prepared = match fallback.as_deref().zip(home.as_deref()) {
+        Some((base, home)) => prepare_fallback(base, home, run_as),
+        None => Err(Fallback::Impossible(format!(
+            "the parent of {} does not exist",
+            fallback_base.display()
+        ))),
+    };
+    match (prepared, reachable, home) {
+        (Ok(()), _, Some(home)) => {
+            tracing::info!(
+                cluster_dir = %home.display(),
+                data_dir = %data_dir.display(),
+                "the postgres OS user cannot reach the data directory: the cluster and its \
+                 socket are kept in cluster_dir (the secret key, the lock and the server log \
+                 stay in the data directory)"
+            );
+            Ok(home)
+        }
+        (Err(Fallback::Unsafe(error)), _, _) => Err(error),
+        (Err(Fallback::Impossible(reason)), Err(unreachable), _) => {
+            tracing::warn!(
+                fallback_base = %fallback_base.display(),
+                reason,
+                "cannot keep the cluster under the fallback directory either"
+            );
+            Err(unreachable)
+        }
+        (Err(Fallback::Impossible(reason)), Ok(()), home) => Err(StartError::UnsafeDirectory {
+            path: home.unwrap_or_else(|| fallback_base.to_owned()),
+            reason,
+        }),
+        (Ok(()), _, None) => unreachable!("prepared without a fallback directory"),
+    }
+}
+
+/// Why a fallback directory was not used: unsafe (refuse, never follow it) or impossible
+/// (then the data directory's own error is the one to show).
+enum Fallback {
+    Unsafe(StartError),
+    Impossible(String),
+}
+
+/// The fallback base (root-owned, 0755, created if missing) and, in it, this data
+/// directory's own directory (the server's user's, 0700). The base and every directory
+/// above it must be real directories that only root can change (or sticky, like /tmp), so
+/// nobody else can swap what root then hands to the server's user.
+fn prepare_fallback(base: &Path, home: &Path, run_as: RunAs) -> Result<(), Fallback> {
+    let impossible = |what: &str, path: &Path, error: io::Error| {
+        Fallback::Impossible(format!("cannot {what} {}: {error}", path.display()))
+    };
+    match fs::symlink_metadata(base) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .mode(0o755)
+                .create(base)
+                .map_err(|e| impossible("create", base, e))?;
+            // The mode above is filtered by the umask.
+            fs::set_permissions(base, fs::Permissions::from_mode(0o755))
+                .map_err(|e| impossible("set the mode of", base, e))?;
+        }
+        Err(error) => return Err(impossible("read", base, error)),
+        Ok(_) => {}
+    }
+    for dir in base.ancestors() {
+        let meta = fs::symlink_metadata(dir).map_err(|e| impossible("read", dir, e))?;
+        let mode = meta.mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0 && dir != base;
+        let reason = if meta.file_type().is_symlink() {
+            Some("it is a symbolic link".to_owned())
+        } else if !meta.is_dir() {
+            Some("it is not a directory".to_owned())
+        } else if meta.uid() != 0 {
+            Some(format!("it is owned by uid {}, not root", meta.uid()))
+        } else if mode & 0o022 != 0 && !sticky {
+            Some(format!(
+                "users other than root can write to it (mode {mode:o})"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Fallback::Unsafe(StartError::UnsafeDirectory {
+                path: dir.to_owned(),
+                reason,
+            }));
+        }
+    }
+    if let Err(StartError::NotTraversable { blocker, .. }) = check_traversable(home, run_as) {
+        return Err(Fallback::Impossible(format!(
+            "the postgres OS user cannot enter {}",
+            blocker.display()
+        )));
+    }
+    private_dir(home, Some(run_as)).map_err(Fallback::Unsafe)
+}
+
+/// `<parent>-<name>-<hash>` for a data directory: readable (which checkout it belongs to)
+/// and unique (the FNV-1a hash of its canonical path).
+fn fallback_name(data_dir: &Path) -> String {
+    let mut parts: Vec<String> = data_dir
+        .iter()
+        .rev()
+        .filter(|part| part.as_bytes() != b"/")
+        .take(2)
+        .map(|part| {
+            part.to_string_lossy()
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+                    _ => '_',
+                })
+                .collect()
+        })
+        .collect();
+    parts.reverse();
+    let mut readable = parts.join("-");
+    if readable.is_empty() {
+        readable.push_str("data");
+    }
+    // Short enough for the socket path (see `socket_dir`) under the default base.
+    readable.truncate(40);
+    format!("{readable}-{:016x}", fnv1a(data_dir.as_os_str().as_bytes()))
+}
+
+/// 64-bit FNV-1a: a fixed function (unlike std's `DefaultHasher`, which may change between
+/// Rust releases), so a directory named after a path is found again by every later build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Whether `path` exists and is anything but an empty directory.
+fn holds_something(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::read_dir(path).is_ok_and(|mut e| e.next().is_some()),
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// Creates `dir` (mode 0700), or checks that the existing one is a real directory owned
+/// by the server's user or root, and hands it to the server's user. A symbolic link is
+/// refused, never followed: root must not chown or chmod wherever it points.
+fn private_dir(dir: &Path, run_as: Option<RunAs>) -> Result<(), StartError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            let server_uid = match run_as {
+                Some(run_as) => run_as.uid,
+                None => effective_uid()?,
+            };
+            let reason = if meta.file_type().is_symlink() {
+                Some("it is a symbolic link".to_owned())
+            } else if !meta.is_dir() {
+                Some("it is not a directory".to_owned())
+            } else if meta.uid() != server_uid && meta.uid() != 0 {
+                Some(format!(
+                    "it is owned by uid {}, not by the server's user ({server_uid}) or root",
+                    meta.uid()
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(StartError::UnsafeDirectory {
+                    path: dir.to_owned(),
+                    reason,
+                });
+            }
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_error(format!("cannot create {}", dir.display())))?;
+        }
+        Err(error) => return Err(io_error(format!("cannot read {}", dir.display()))(error)),
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_error(format!("cannot restrict {}", dir.display())))?;
+    if let Some(run_as) = run_as {
+        chown_to(dir, run_as)?;
+    }
+    Ok(())
+}
+
+/// Best effort: what is left of an ephemeral cluster once its server has stopped.
+fn remove_all(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
 fn chown_to(path: &Path, run_as: RunAs) -> Result<(), StartError> {
-    chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(io_error(format!(
+    lchown(path, Some(run_as.uid), Some(run_as.gid)).map_err(io_error(format!(
         "cannot hand {} to the postgres user",
         path.display()
     )))
@@ -343,13 +615,7 @@ fn init_cluster_once(
     if fs::read_dir(cluster).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(StartError::NotACluster(cluster.to_owned()));
     }
-    fs::create_dir_all(cluster)
-        .map_err(io_error(format!("cannot create {}", cluster.display())))?;
-    fs::set_permissions(cluster, fs::Permissions::from_mode(0o700))
-        .map_err(io_error(format!("cannot restrict {}", cluster.display())))?;
-    if let Some(run_as) = run_as {
-        chown_to(cluster, run_as)?;
-    }
+    private_dir(cluster, run_as)?;
     let mut initdb = command_as(&bin_dir.join("initdb"), run_as);
     initdb
         .arg("--pgdata")
@@ -380,49 +646,45 @@ fn init_cluster_once(
     Ok(())
 }
 
-/// `<data>/run`, or a directory under the system temp dir when that path would be too
-/// long for a Unix socket.
-fn socket_dir(data_dir: &Path, run_as: Option<RunAs>) -> Result<PathBuf, StartError> {
-    let preferred = data_dir.join("run");
+/// `<home>/run` (`home`: the data directory or its fallback), or a directory under the
+/// system temp dir when that path would be too long for a Unix socket.
+fn socket_dir(home: &Path, run_as: Option<RunAs>) -> Result<PathBuf, StartError> {
+    let preferred = home.join("run");
     let socket_name = format!(".s.PGSQL.{PORT}");
     let dir = if preferred.join(&socket_name).as_os_str().len() <= MAX_SOCKET_PATH {
         preferred
     } else {
-        let short = std::env::temp_dir().join(format!("taskapi-{:016x}", path_hash(data_dir)));
+        let short = std::env::temp_dir().join(format!(
+            "taskapi-{:016x}",
+            fnv1a(home.as_os_str().as_bytes())
+        ));
         tracing::warn!(
             socket_dir = %short.display(),
             "the data directory's path is too long for a Unix socket; using a short one"
         );
         short
     };
-    fs::create_dir_all(&dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-        .map_err(io_error(format!("cannot restrict {}", dir.display())))?;
-    if let Some(run_as) = run_as {
-        chown_to(&dir, run_as)?;
-    }
+    private_dir(&dir, run_as)?;
     Ok(dir)
 }
 
-fn path_hash(path: &Path) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    path.hash(&mut hasher);
-    hasher.finish()
-}
-
 /// The watchdog: starts the server, and asks it for a fast shutdown (SIGINT) when its
-/// standard input closes; exits when the server does. Optionally removes a directory
-/// afterwards (ephemeral test clusters).
+/// standard input closes; exits when the server does. Arguments: a count `n`, `n`
+/// directories to remove afterwards (ephemeral test clusters; as far as its user may),
+/// then the server binary and its arguments.
 const WATCHDOG: &str = r#"
 exec 3<&0
+n=$1; shift
+i=0
+while [ "$i" -lt "$n" ]; do i=$((i + 1)); eval "remove_$i=\$1"; shift; done
 bin=$1; shift
 "$bin" "$@" </dev/null &
 pg=$!
 { read -r _ <&3; kill -INT "$pg" 2>/dev/null; } &
 wait "$pg"
 code=$?
-if [ -n "${TASKAPI_REMOVE_AFTER:-}" ]; then rm -rf -- "$TASKAPI_REMOVE_AFTER"; fi
+i=0
+while [ "$i" -lt "$n" ]; do i=$((i + 1)); eval "rm -rf -- \"\$remove_$i\"" 2>/dev/null; done
 exit "$code"
 "#;
 
@@ -430,7 +692,8 @@ fn spawn_watchdog(
     bin_dir: &Path,
     cluster: &Path,
     socket_dir: &Path,
-    remove_after: Option<&Path>,
+    ephemeral: bool,
+    remove_after: &[PathBuf],
     log: File,
     run_as: Option<RunAs>,
 ) -> Result<Child, StartError> {
@@ -439,6 +702,8 @@ fn spawn_watchdog(
         .arg("-c")
         .arg(WATCHDOG)
         .arg("taskapi-postgres")
+        .arg(remove_after.len().to_string())
+        .args(remove_after)
         .arg(bin_dir.join("postgres"))
         .arg("-D")
         .arg(cluster)
@@ -452,12 +717,9 @@ fn spawn_watchdog(
             "unix_socket_permissions=0700",
         ])
         .args(["-c", "max_connections=200"]);
-    if remove_after.is_some() {
+    if ephemeral {
         command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
         command.args(["-c", "synchronous_commit=off"]);
-    }
-    if let Some(dir) = remove_after {
-        command.env("TASKAPI_REMOVE_AFTER", dir);
     }
     let stderr = log
         .try_clone()
@@ -482,4 +744,64 @@ fn log_tail(path: &Path, from: u64) -> String {
     }
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_hash_is_fnv1a_and_never_changes() {
+        // The published FNV-1a 64 test vectors, and a pinned name: a different value would
+        // make an existing fallback cluster look lost.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(
+            fallback_name(Path::new("/root/src/taskapi/data")),
+            "taskapi-data-6898119037af57d4"
+        );
+    }
+
+    #[test]
+    fn fallback_names_are_readable_safe_and_short_enough_for_the_socket() {
+        assert_eq!(
+            &fallback_name(Path::new("/root/my checkout/data"))[..16],
+            "my_checkout-data"
+        );
+        assert!(fallback_name(Path::new("/")).starts_with("data-"));
+        let long = Path::new("/root")
+            .join("x".repeat(200))
+            .join("y".repeat(200));
+        let name = fallback_name(&long);
+        assert!(!name.contains('/'));
+        let socket = Path::new(DEFAULT_FALLBACK_BASE)
+            .join(name)
+            .join("run")
+            .join(format!(".s.PGSQL.{PORT}"));
+        assert!(socket.as_os_str().len() <= MAX_SOCKET_PATH, "{socket:?}");
+    }
+
+    #[test]
+    fn a_private_dir_never_follows_a_symbolic_link() {
+        let root = std::env::temp_dir().join(format!("taskapi-link-{}", uuid::Uuid::new_v4()));
+        fs::create_dir(&root).unwrap();
+        let target = root.join("target");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = root.join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            private_dir(&link, None),
+            Err(StartError::UnsafeDirectory { .. })
+        ));
+        let mode = fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "the target is untouched");
+        private_dir(&root.join("fresh"), None).unwrap();
+        let mode = fs::metadata(root.join("fresh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -29,10 +29,10 @@ pub async fn database() -> &'static ReadyDatabase {
                         Box::new(owner.parse().expect("DATABASE_OWNER_URL must be valid"))
                     }),
                 },
-                Err(_) => Database::Private(private::Options {
-                    data_dir: std::env::temp_dir().join(format!("taskapi-test-{}", Uuid::new_v4())),
-                    ephemeral: true,
-                }),
+                Err(_) => Database::Private(private::Options::new(
+                    std::env::temp_dir().join(format!("taskapi-test-{}", Uuid::new_v4())),
+                    true,
+                )),
             };
             Arc::new(
                 ReadyDatabase::prepare(&target)
