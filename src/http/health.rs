@@ -1,4 +1,5 @@
-//! `/health`: is the database answering?
+//! `/health` (readiness: is the database answering?) and `/livez` (liveness: is the
+//! process serving, whatever the database?).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +15,7 @@ pub struct HealthResponse {
     pub status: &'static str,
 }
 
-/// Liveness and database readiness.
+/// Readiness: 200 when the database answers, else 503.
 #[utoipa::path(
     get, path = "/health", tag = "operations",
     responses(
@@ -25,4 +26,15 @@ pub struct HealthResponse {
 pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {
     crate::store::health::ping(&state.pool).await?;
     Ok(axum::Json(HealthResponse { status: "ok" }).into_response())
+}
+
+/// Liveness: 200 while the process serves requests, whatever the database's state.
+#[utoipa::path(
+    get, path = "/livez", tag = "operations",
+    responses(
+        (status = 200, description = "The process is serving", body = HealthResponse),
+    )
+)]
+pub async fn livez() -> Response {
+    axum::Json(HealthResponse { status: "ok" }).into_response()
 }

@@ -114,6 +114,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             tasks::delete_task
         ))
         .routes(routes!(health::health))
+        .routes(routes!(health::livez))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::docs_index));
     // After the routes are merged in: a modifier on `ApiDoc` would see no paths yet.
