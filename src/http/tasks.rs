@@ -25,7 +25,7 @@ use crate::store::{self, StoreError, tasks::TaskRow};
 /// Where a task stands. `completed_at` is set exactly while it is `done`.
 #[derive(ToSchema)]
 #[schema(as = TaskStatus, rename_all = "snake_case")]
-#[expect(dead_code, reason = "only describes TaskStatus in the OpenAPI document")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
 enum TaskStatusSchema {
     Todo,
     InProgress,
@@ -35,7 +35,7 @@ enum TaskStatusSchema {
 /// How urgent a task is; the values are in rank order.
 #[derive(ToSchema)]
 #[schema(as = Priority, rename_all = "snake_case")]
-#[expect(dead_code, reason = "only describes Priority in the OpenAPI document")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
 enum PrioritySchema {
     Low,
     Medium,
@@ -46,7 +46,7 @@ enum PrioritySchema {
 // The values of `GET /tasks?sort=` (parsed by `domain::listing::Sort`), inlined there.
 #[derive(ToSchema)]
 #[schema(default = "-created_at")]
-#[expect(dead_code, reason = "only describes the `sort` parameter; domain::listing parses it")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
 enum TaskSortSchema {
     #[schema(rename = "created_at")]
     CreatedAt,
