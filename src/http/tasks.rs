@@ -252,6 +252,10 @@ fn precondition(headers: &HeaderMap, id: Uuid) -> Precondition {
 }
 
 /// Create a task.
+///
+/// Only `title` is required: `status` defaults to `todo`, `priority` to `medium`, and
+/// `description` and `due_at` to null. The answer carries the new task's `ETag` and its
+/// `Location`.
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
     security(("bearer" = [])),
@@ -279,6 +283,10 @@ pub async fn create_task(
 }
 
 /// List the caller's tasks: filtered, sorted, paged.
+///
+/// Only the caller's own tasks. The filters combine (all must hold); `status` and
+/// `priority` can repeat (any of the values given). The order is `sort` (newest first by
+/// default) with ties broken by id; `total` counts every match over all pages.
 #[utoipa::path(
     get, path = "/tasks", tag = "tasks",
     security(("bearer" = [])),
@@ -314,6 +322,9 @@ pub async fn list_tasks(
 }
 
 /// One of the caller's tasks.
+///
+/// Another account's task is a 404, like one that does not exist. The `ETag` names this
+/// version of the task, for `If-Match` on a later change.
 #[utoipa::path(
     get, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
@@ -338,6 +349,10 @@ pub async fn get_task(
 }
 
 /// Change some fields of a task.
+///
+/// Only the fields sent change; `null` clears `description` or `due_at`; `{}` changes
+/// nothing. With `If-Match`, nothing changes unless the task still has one of the ETags
+/// named (412). The answer carries the task's new `ETag`.
 #[utoipa::path(
     patch, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
@@ -386,6 +401,10 @@ pub async fn update_task(
 }
 
 /// Replace a task entirely.
+///
+/// Every field is set, as at creation: omitted optional fields take their defaults. With
+/// `If-Match`, nothing changes unless the task still has one of the ETags named (412). The
+/// answer carries the task's new `ETag`.
 #[utoipa::path(
     put, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
@@ -422,6 +441,9 @@ pub async fn replace_task(
 }
 
 /// Delete a task.
+///
+/// With `If-Match`, nothing is deleted unless the task still has one of the ETags named
+/// (412).
 #[utoipa::path(
     delete, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
