@@ -15,7 +15,7 @@ pub struct HealthResponse {
     pub status: &'static str,
 }
 
-// `status`'s only value, for the document.
+/// Always `ok`.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[expect(dead_code, reason = "a schema only, never constructed")]

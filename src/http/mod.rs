@@ -157,7 +157,9 @@ impl Modify for AuthChallenge {
 }
 
 /// utoipa puts a `default` beside a `$ref` as a one-item `oneOf`, which linters rightly call
-/// illogical (one schema is no choice); a one-item `allOf` says the same thing.
+/// illogical (one schema is no choice); a one-item `allOf` says the same thing. utoipa makes
+/// these only for a field with such attributes, so the properties of the component schemas
+/// are all there is to look at.
 struct SingleOneOfAsAllOf;
 
 impl Modify for SingleOneOfAsAllOf {
