@@ -22,7 +22,7 @@ use crate::store::{self, users::UserRow};
 #[serde(deny_unknown_fields)]
 pub struct CredentialsRequest {
     /// Trimmed and compared case-insensitively; at most 254 characters.
-    #[schema(example = "alice@example.com", max_length = 254)]
+    #[schema(format = Email, example = "alice@example.com", max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
     #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
@@ -33,7 +33,7 @@ pub struct CredentialsRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserResponse {
     pub id: Uuid,
-    #[schema(example = "alice@example.com")]
+    #[schema(format = Email, example = "alice@example.com")]
     pub email: String,
     #[schema(value_type = String, format = DateTime, example = "2026-11-24T13:00:00Z")]
     pub created_at: String,
@@ -53,12 +53,19 @@ impl From<UserRow> for UserResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
-    /// Always `bearer`.
-    #[schema(example = "bearer")]
+    #[schema(value_type = TokenTypeSchema, inline)]
     pub token_type: &'static str,
     /// Seconds until the token expires.
     #[schema(example = 1800)]
     pub expires_in: i64,
+}
+
+/// Always `bearer`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
+enum TokenTypeSchema {
+    Bearer,
 }
 
 /// A password change.
@@ -135,8 +142,14 @@ async fn confirm_password(
 }
 
 /// Create an account.
+///
+/// Public: no token needed. The email is trimmed and lower-cased and must not be registered
+/// yet in any case; the password must be 8 to 128 characters and not among the most common
+/// passwords. Registrations from one client address are limited (429 with `Retry-After`).
+/// No token comes back: log in next.
 #[utoipa::path(
     post, path = "/auth/register", tag = "auth",
+    security(),
     request_body = CredentialsRequest,
     responses(
         (status = 201, description = "Account created", body = UserResponse),
@@ -171,8 +184,14 @@ pub async fn register(
 }
 
 /// Exchange email and password for an access token.
+///
+/// Public: no token needed. The answer is a bearer JWT that works for `expires_in` seconds
+/// (there is no refresh token). An unknown email and a wrong password get the same 401 in
+/// the same time. Too many failed logins for the account (10 in 15 minutes) or from the
+/// client address are refused with 429 and `Retry-After`, without checking the password.
 #[utoipa::path(
     post, path = "/auth/login", tag = "auth",
+    security(),
     request_body = CredentialsRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
@@ -245,6 +264,8 @@ pub async fn login(
 }
 
 /// The caller's own account.
+///
+/// The account the bearer token was issued to.
 #[utoipa::path(
     get, path = "/auth/me", tag = "auth",
     security(("bearer" = [])),
@@ -264,6 +285,9 @@ pub async fn get_me(
 }
 
 /// Log out: the token presented stops working at once.
+///
+/// Only this token is revoked: the caller's other tokens keep working until they expire
+/// (`POST /auth/logout-all` revokes them all).
 #[utoipa::path(
     post, path = "/auth/logout", tag = "auth",
     security(("bearer" = [])),
@@ -283,6 +307,8 @@ pub async fn logout(
 }
 
 /// Log out everywhere: every token issued to the caller so far stops working.
+///
+/// The token presented is revoked too; log in again for a new one.
 #[utoipa::path(
     post, path = "/auth/logout-all", tag = "auth",
     security(("bearer" = [])),
@@ -302,6 +328,11 @@ pub async fn logout_all(
 }
 
 /// Change the password; every earlier token stops working (log in again).
+///
+/// The current password is checked like a login: a wrong one counts as a failed login, and
+/// the account's and the address's lock-outs apply (429 with `Retry-After`). The new password
+/// follows the registration rules. On success every token issued so far is revoked, the
+/// presented one included.
 #[utoipa::path(
     post, path = "/auth/password", tag = "auth",
     security(("bearer" = [])),
@@ -336,6 +367,10 @@ pub async fn change_password(
 }
 
 /// Delete the caller's account and all its tasks (password-confirmed).
+///
+/// The password is checked like a login: a wrong one counts as a failed login, and the
+/// lock-outs apply (429 with `Retry-After`). On success the account and every one of its
+/// tasks are gone, and its tokens stop working.
 #[utoipa::path(
     delete, path = "/auth/me", tag = "auth",
     security(("bearer" = [])),

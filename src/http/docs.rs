@@ -14,8 +14,11 @@ use crate::state::AppState;
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
 /// This OpenAPI 3.1 document.
+///
+/// Public: no token needed. Every operation of the API, as this server implements it.
 #[utoipa::path(
     get, path = "/openapi.json", tag = "operations",
+    security(),
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
@@ -52,8 +55,12 @@ fn swagger_file(path: &str) -> Result<Response, ApiError> {
 }
 
 /// Interactive API documentation (Swagger UI), served entirely by the API itself.
+///
+/// Public: no token needed. Swagger UI for `/openapi.json`; its assets come from `/docs/`
+/// on this server, nothing from a CDN.
 #[utoipa::path(
     get, path = "/docs", tag = "operations",
+    security(),
     responses((status = 200, description = "The documentation page", content_type = "text/html", body = String))
 )]
 pub async fn docs_index() -> Result<Response, ApiError> {

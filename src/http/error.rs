@@ -67,6 +67,7 @@ pub struct Problem {
     pub detail: String,
     /// Only on validation failures (422).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub errors: Option<Vec<FieldErrorBody>>,
 }
 

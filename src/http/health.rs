@@ -11,13 +11,25 @@ use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
-    #[schema(example = "ok")]
+    #[schema(value_type = HealthStatusSchema, inline)]
     pub status: &'static str,
 }
 
-/// Readiness: 200 when the database answers, else 503.
+/// Always `ok`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
+enum HealthStatusSchema {
+    Ok,
+}
+
+/// Readiness: is the database answering?
+///
+/// Public: no token needed. 200 while the database answers a trivial query, 503 when it
+/// does not.
 #[utoipa::path(
     get, path = "/health", tag = "operations",
+    security(),
     responses(
         (status = 200, description = "The database answers", body = HealthResponse),
         (status = 503, description = "The database is unavailable", body = Problem, content_type = PROBLEM_JSON),
@@ -28,9 +40,13 @@ pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok(axum::Json(HealthResponse { status: "ok" }).into_response())
 }
 
-/// Liveness: 200 while the process serves requests, whatever the database's state.
+/// Liveness: is the process serving?
+///
+/// Public: no token needed. 200 while the process serves requests, whatever the state of
+/// the database (for an orchestrator's restart decision; readiness is `/health`).
 #[utoipa::path(
     get, path = "/livez", tag = "operations",
+    security(),
     responses(
         (status = 200, description = "The process is serving", body = HealthResponse),
     )

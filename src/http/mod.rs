@@ -44,6 +44,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
             silent: unknown query parameters are 422; `q` matches whole words (all of them, any \
             case); `due_before`/`due_after` are strict; ETags name the task and its version.",
     ),
+    servers((url = "/", description = "The server that serves this document")),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Accounts and access tokens"),
@@ -97,6 +98,162 @@ impl Modify for HeadersAreStrings {
     }
 }
 
+/// Every operation of the document.
+fn operations_mut(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// Any path answers a method it does not have with 405 and `Allow` (axum does, for every
+/// route): one shared response, referenced by every operation.
+struct MethodNotAllowed;
+
+impl Modify for MethodNotAllowed {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::Ref;
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.responses.insert(
+            responses::METHOD_NOT_ALLOWED.to_owned(),
+            responses::method_not_allowed().into(),
+        );
+        for operation in operations_mut(openapi) {
+            let reference = Ref::from_response_name(responses::METHOD_NOT_ALLOWED);
+            operation
+                .responses
+                .responses
+                .insert("405".to_owned(), reference.into());
+        }
+    }
+}
+
+/// Every 401 carries `WWW-Authenticate` (RFC 6750 §3; `ApiError` adds it to each one).
+struct AuthChallenge;
+
+impl Modify for AuthChallenge {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{HeaderBuilder, RefOr};
+        for operation in operations_mut(openapi) {
+            if let Some(RefOr::T(response)) = operation.responses.responses.get_mut("401") {
+                let challenge = HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some("How to authenticate: `Bearer realm=\"taskapi\"`"))
+                    .build();
+                response
+                    .headers
+                    .insert("WWW-Authenticate".to_owned(), challenge);
+            }
+        }
+    }
+}
+
+/// utoipa puts a `default` beside a `$ref` as a one-item `oneOf`, which linters rightly call
+/// illogical (one schema is no choice); a one-item `allOf` says the same thing. utoipa makes
+/// these only for a field with such attributes, so the properties of the component schemas
+/// are all there is to look at.
+struct SingleOneOfAsAllOf;
+
+impl Modify for SingleOneOfAsAllOf {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AllOf, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::Object(object)) = schema else {
+                continue;
+            };
+            for property in object.properties.values_mut() {
+                let RefOr::T(Schema::OneOf(one_of)) = property else {
+                    continue;
+                };
+                if one_of.items.len() != 1 || one_of.discriminator.is_some() {
+                    continue;
+                }
+                let mut all_of = AllOf::new();
+                all_of.items = std::mem::take(&mut one_of.items);
+                all_of.title = one_of.title.take();
+                all_of.description = one_of.description.take();
+                all_of.default = one_of.default.take();
+                all_of.example = one_of.example.take();
+                all_of.examples = std::mem::take(&mut one_of.examples);
+                all_of.extensions = one_of.extensions.take();
+                if let [RefOr::Ref(reference)] = all_of.items.as_mut_slice()
+                    && all_of.description.is_none()
+                    && !reference.description.is_empty()
+                {
+                    all_of.description = Some(std::mem::take(&mut reference.description));
+                }
+                *property = RefOr::T(Schema::AllOf(all_of));
+            }
+        }
+    }
+}
+
+/// Response headers that are sent on every response they are documented for.
+const ALWAYS_SENT_HEADERS: [&str; 5] = [
+    "Allow",
+    "ETag",
+    "Location",
+    "Retry-After",
+    "WWW-Authenticate",
+];
+
+/// Marks the headers of `ALWAYS_SENT_HEADERS` `required: true`. utoipa's `Header` has no
+/// `required`, so such a response's headers are written, with it, as the JSON the
+/// response's extensions flatten into it (its own `headers`, then empty, are skipped).
+struct RequiredHeaders;
+
+impl Modify for RequiredHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Response};
+        fn mark(response: &mut RefOr<Response>) {
+            let RefOr::T(response) = response else {
+                return;
+            };
+            if !response
+                .headers
+                .keys()
+                .any(|name| ALWAYS_SENT_HEADERS.contains(&name.as_str()))
+            {
+                return;
+            }
+            let mut headers = serde_json::Map::new();
+            for (name, header) in std::mem::take(&mut response.headers) {
+                let mut value = serde_json::to_value(header).unwrap_or_default();
+                if let Some(object) = value.as_object_mut()
+                    && ALWAYS_SENT_HEADERS.contains(&name.as_str())
+                {
+                    object.insert("required".to_owned(), true.into());
+                }
+                headers.insert(name, value);
+            }
+            response
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("headers".to_owned(), headers.into());
+        }
+        for operation in operations_mut(openapi) {
+            operation.responses.responses.values_mut().for_each(mark);
+        }
+        if let Some(components) = openapi.components.as_mut() {
+            components.responses.values_mut().for_each(mark);
+        }
+    }
+}
+
 /// The API routes and their OpenAPI document, from the same handler annotations.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -120,6 +277,11 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // After the routes are merged in: a modifier on `ApiDoc` would see no paths yet.
     let (router, mut openapi) = api.split_for_parts();
     HeadersAreStrings.modify(&mut openapi);
+    MethodNotAllowed.modify(&mut openapi);
+    AuthChallenge.modify(&mut openapi);
+    SingleOneOfAsAllOf.modify(&mut openapi);
+    // Last: it takes the headers out of utoipa's model.
+    RequiredHeaders.modify(&mut openapi);
     (router, openapi)
 }
 

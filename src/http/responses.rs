@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use utoipa::IntoResponses;
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
 
 use crate::http::error::PROBLEM_JSON;
 
@@ -16,19 +17,33 @@ pub struct JsonBodyErrors;
 #[derive(Debug)]
 pub struct DatabaseUnavailable;
 
+/// The name, under `components/responses`, of the 405 that every operation references.
+pub const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
+
+fn problem(description: &str) -> ResponseBuilder {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, content)
+}
+
 fn problems(list: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
     list.iter()
-        .map(|(status, description)| {
-            let content = ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build();
-            let response = ResponseBuilder::new()
-                .description(*description)
-                .content(PROBLEM_JSON, content)
-                .build();
-            ((*status).to_owned(), response.into())
-        })
+        .map(|(status, description)| ((*status).to_owned(), problem(description).build().into()))
         .collect()
+}
+
+/// 405: axum's answer, with `Allow`, to a method a path does not have.
+pub fn method_not_allowed() -> Response {
+    let allow = HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some("The methods this path has, e.g. `GET,HEAD`"))
+        .build();
+    problem("The path exists but not with this method")
+        .header("Allow", allow)
+        .build()
 }
 
 impl IntoResponses for JsonBodyErrors {

@@ -19,6 +19,57 @@ use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::state::AppState;
 use crate::store::{self, StoreError, tasks::TaskRow};
 
+// The document's views of the domain's `TaskStatus` and `Priority` (which stay free of
+// OpenAPI), with the same values; `tests/api/openapi.rs` checks that they agree.
+
+/// Where a task stands. `completed_at` is set exactly while it is `done`.
+#[derive(ToSchema)]
+#[schema(as = TaskStatus, rename_all = "snake_case")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
+enum TaskStatusSchema {
+    Todo,
+    InProgress,
+    Done,
+}
+
+/// How urgent a task is; the values are in rank order.
+#[derive(ToSchema)]
+#[schema(as = Priority, rename_all = "snake_case")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
+enum PrioritySchema {
+    Low,
+    Medium,
+    High,
+    Urgent,
+}
+
+// The values of `GET /tasks?sort=` (parsed by `domain::listing::Sort`), inlined there.
+#[derive(ToSchema)]
+#[schema(default = "-created_at")]
+#[expect(dead_code, reason = "a schema only, never constructed")]
+enum TaskSortSchema {
+    #[schema(rename = "created_at")]
+    CreatedAt,
+    #[schema(rename = "-created_at")]
+    CreatedAtDesc,
+    #[schema(rename = "updated_at")]
+    UpdatedAt,
+    #[schema(rename = "-updated_at")]
+    UpdatedAtDesc,
+    #[schema(rename = "due_at")]
+    DueAt,
+    #[schema(rename = "-due_at")]
+    DueAtDesc,
+    #[schema(rename = "priority")]
+    Priority,
+    #[schema(rename = "-priority")]
+    PriorityDesc,
+    #[schema(rename = "title")]
+    Title,
+    #[schema(rename = "-title")]
+    TitleDesc,
+}
+
 /// A new task (POST), or the whole of a task (PUT: omitted optional fields take their
 /// defaults).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,11 +84,11 @@ pub struct CreateTaskRequest {
     pub description: Field<String>,
     /// Defaults to `todo`.
     #[serde(default)]
-    #[schema(value_type = TaskStatus)]
+    #[schema(value_type = TaskStatusSchema, default = "todo")]
     pub status: Field<String>,
     /// Defaults to `medium`.
     #[serde(default)]
-    #[schema(value_type = Priority)]
+    #[schema(value_type = PrioritySchema, default = "medium")]
     pub priority: Field<String>,
     /// RFC 3339 with an explicit offset (`Z` or `±hh:mm`), or null.
     #[serde(default)]
@@ -57,10 +108,10 @@ pub struct UpdateTaskRequest {
     #[schema(value_type = Option<String>, max_length = 10000)]
     pub description: Field<String>,
     #[serde(default)]
-    #[schema(value_type = TaskStatus)]
+    #[schema(value_type = TaskStatusSchema)]
     pub status: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Priority)]
+    #[schema(value_type = PrioritySchema)]
     pub priority: Field<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -97,13 +148,16 @@ pub struct TaskResponse {
     pub id: Uuid,
     #[schema(example = "Write the report")]
     pub title: String,
+    #[schema(required = true)]
     pub description: Option<String>,
+    #[schema(value_type = TaskStatusSchema)]
     pub status: TaskStatus,
+    #[schema(value_type = PrioritySchema)]
     pub priority: Priority,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub due_at: Option<String>,
     /// Set when the task becomes `done`, cleared when it leaves `done`.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub completed_at: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
@@ -153,10 +207,10 @@ pub struct ListTasksQuery {
     #[param(minimum = 0, default = 0)]
     offset: Option<i64>,
     /// Only these statuses; repeat the parameter for several.
-    #[param(value_type = Option<Vec<TaskStatus>>, explode = true, style = Form)]
+    #[param(value_type = Option<Vec<TaskStatusSchema>>, explode = true, style = Form)]
     status: Option<Vec<String>>,
     /// Only these priorities; repeat the parameter for several.
-    #[param(value_type = Option<Vec<Priority>>, explode = true, style = Form)]
+    #[param(value_type = Option<Vec<PrioritySchema>>, explode = true, style = Form)]
     priority: Option<Vec<String>>,
     /// Only tasks due strictly before this instant (RFC 3339); undated tasks never match.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -170,10 +224,7 @@ pub struct ListTasksQuery {
     /// `created_at`, `updated_at`, `due_at`, `priority` (rank low < medium < high < urgent)
     /// or `title`, optionally prefixed by `-` for descending. Ties are broken by id in the
     /// same direction; undated tasks sort last either way.
-    #[param(
-        default = "-created_at",
-        pattern = "^-?(created_at|updated_at|due_at|priority|title)$"
-    )]
+    #[param(value_type = Option<TaskSortSchema>, inline)]
     sort: Option<String>,
 }
 
@@ -201,6 +252,10 @@ fn precondition(headers: &HeaderMap, id: Uuid) -> Precondition {
 }
 
 /// Create a task.
+///
+/// Only `title` is required: `status` defaults to `todo`, `priority` to `medium`, and
+/// `description` and `due_at` to null. The answer carries the new task's `ETag` and its
+/// `Location`.
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
     security(("bearer" = [])),
@@ -230,6 +285,10 @@ pub async fn create_task(
 }
 
 /// List the caller's tasks: filtered, sorted, paged.
+///
+/// Only the caller's own tasks. The filters combine (all must hold); `status` and
+/// `priority` can repeat (any of the values given). The order is `sort` (newest first by
+/// default) with ties broken by id; `total` counts every match over all pages.
 #[utoipa::path(
     get, path = "/tasks", tag = "tasks",
     security(("bearer" = [])),
@@ -263,6 +322,9 @@ pub async fn list_tasks(
 }
 
 /// One of the caller's tasks.
+///
+/// Another account's task is a 404, like one that does not exist. The `ETag` names this
+/// version of the task, for `If-Match` on a later change.
 #[utoipa::path(
     get, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
@@ -290,6 +352,10 @@ pub async fn get_task(
 }
 
 /// Change some fields of a task.
+///
+/// Only the fields sent change; `null` clears `description` or `due_at`; `{}` changes
+/// nothing. With `If-Match`, nothing changes unless the task still has one of the ETags
+/// named (412). The answer carries the task's new `ETag`.
 #[utoipa::path(
     patch, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
@@ -342,6 +408,10 @@ pub async fn update_task(
 }
 
 /// Replace a task entirely.
+///
+/// Every field is set, as at creation: omitted optional fields take their defaults. With
+/// `If-Match`, nothing changes unless the task still has one of the ETags named (412). The
+/// answer carries the task's new `ETag`.
 #[utoipa::path(
     put, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
@@ -380,6 +450,9 @@ pub async fn replace_task(
 }
 
 /// Delete a task.
+///
+/// With `If-Match`, nothing is deleted unless the task still has one of the ETags named
+/// (412).
 #[utoipa::path(
     delete, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
