@@ -194,7 +194,11 @@ impl IntoResponse for ApiError {
         let mut response = self.problem().into_response_with_status();
         let retry_after = match &self {
             Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
-            Self::DatabaseTimedOut(_) | Self::Busy | Self::RequestTimedOut => Some(1),
+            // Every 503: the outage, the timeout or the queue is usually gone in a second.
+            Self::Unavailable(_)
+            | Self::DatabaseTimedOut(_)
+            | Self::Busy
+            | Self::RequestTimedOut => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after {

@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use super::responses::DatabaseUnavailable;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,7 +33,7 @@ enum HealthStatusSchema {
     security(),
     responses(
         (status = 200, description = "The database answers", body = HealthResponse),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {

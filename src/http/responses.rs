@@ -56,8 +56,27 @@ impl IntoResponses for JsonBodyErrors {
     }
 }
 
+/// 503, with the `Retry-After` every 503 carries.
+pub fn unavailable(description: &str) -> Response {
+    let retry_after = HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .description(Some("Seconds to wait before retrying"))
+        .build();
+    problem(description)
+        .header("Retry-After", retry_after)
+        .build()
+}
+
 impl IntoResponses for DatabaseUnavailable {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems(&[("503", "Database unavailable")])
+        let description = "The database is unavailable, or gave up on a statement (a row \
+            held too long by a concurrent writer): nothing was changed, so the request can be \
+            retried. Password routes also answer this when too many passwords are being checked \
+            at once.";
+        BTreeMap::from([("503".to_owned(), unavailable(description).into())])
     }
 }
