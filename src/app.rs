@@ -129,6 +129,7 @@ pub struct Application {
     state: AppState,
     database: ReadyDatabase,
     cors_origins: Vec<axum::http::HeaderValue>,
+    request_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -190,6 +191,7 @@ impl Application {
             state,
             database,
             cors_origins: settings.cors_allowed_origins,
+            request_timeout: settings.request_timeout,
         })
     }
 
@@ -203,7 +205,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let router = crate::http::router(self.state.clone(), &self.cors_origins);
+        let router =
+            crate::http::router(self.state.clone(), &self.cors_origins, self.request_timeout);
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)

@@ -89,8 +89,14 @@ pub struct RawSettings {
         default_value = ""
     )]
     pub trusted_proxies: Vec<String>,
+    /// The request deadline (milliseconds): past it a request gets a 503, unless it holds a
+    /// database connection (then its statement's real outcome is awaited: a statement that
+    /// may commit is never abandoned).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub request_timeout_ms: u64,
     /// Longest time the database may spend on one statement before it gives up and rolls
-    /// back (milliseconds). Kept well below the 15 s request deadline.
+    /// back (milliseconds).
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(100..=10_000))]
     pub database_statement_timeout_ms: u64,
@@ -167,6 +173,7 @@ pub struct Settings {
     pub login_failures_per_address: u32,
     pub registrations_per_address: u32,
     pub database_timeouts: crate::db::SessionTimeouts,
+    pub request_timeout: std::time::Duration,
     pub allow_rls_bypass: bool,
 }
 
@@ -252,6 +259,7 @@ impl RawSettings {
                 statement: std::time::Duration::from_millis(self.database_statement_timeout_ms),
                 lock: std::time::Duration::from_millis(self.database_lock_timeout_ms),
             },
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
             allow_rls_bypass: self.allow_rls_bypass,
         })
     }

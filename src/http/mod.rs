@@ -292,7 +292,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application: API routes, docs, and the layers every request passes through.
 /// `cors_origins` empty: no cross-origin access at all.
-pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
+pub fn router(state: AppState, cors_origins: &[HeaderValue], request_timeout: Duration) -> Router {
     let (api, _) = api_routes();
     let router = api
         .route("/docs/", get(docs::docs_index))
@@ -300,16 +300,23 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    with_outer_layers(router, cors_origins)
+    with_outer_layers(router, cors_origins, request_timeout)
 }
 
 /// The layers around every route, innermost first: the request deadline; the panic
 /// catcher (last resort: a problem+json 500); problem bodies for responses made by axum
 /// or a layer; CORS; security headers; the request id, echoed back; the access log, inside
 /// the layer that assigns the request id.
-fn with_outer_layers(router: Router, cors_origins: &[HeaderValue]) -> Router {
+fn with_outer_layers(
+    router: Router,
+    cors_origins: &[HeaderValue],
+    request_timeout: Duration,
+) -> Router {
     let router = router
-        .layer(middleware::from_fn(deadline::enforce))
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            deadline::enforce,
+        ))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(problem_for_bare_errors));
     let router = if cors_origins.is_empty() {
@@ -393,7 +400,11 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("a bug in a handler")
         }
-        let router = with_outer_layers(Router::new().route("/boom", get(boom)), &[]);
+        let router = with_outer_layers(
+            Router::new().route("/boom", get(boom)),
+            &[],
+            deadline::REQUEST_TIMEOUT,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });

@@ -137,6 +137,71 @@ async fn a_patch_held_on_a_row_lock_gets_a_503_problem_and_changes_nothing() {
     assert_eq!(now["updated_at"], task["updated_at"]);
 }
 
+/// A server whose request deadline (400 ms) passes long before its lock timeout (3 s), and a
+/// task of a fresh user whose row another transaction holds.
+async fn deadline_before_lock_timeout() -> (TestApp, crate::helpers::TestUser, Value) {
+    let config = database().await.config.clone();
+    let app = TestApp::spawn_with(config, |settings| {
+        settings.request_timeout = Duration::from_millis(400);
+        settings.database_timeouts.lock = Duration::from_secs(3);
+    })
+    .await;
+    let user = app.new_user().await;
+    let task = app.create_task(&user, json!({"title": "before"})).await;
+    (app, user, task)
+}
+
+#[tokio::test]
+async fn past_the_deadline_a_write_that_then_commits_answers_its_commit_not_a_503() {
+    let (app, user, task) = deadline_before_lock_timeout().await;
+    let id: uuid::Uuid = task["id"].as_str().unwrap().parse().unwrap();
+    let mut holder = app.db().await;
+    let lock = holder.transaction().await.unwrap();
+    lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", &[&id])
+        .await
+        .unwrap();
+    let patch = app
+        .request(Method::PATCH, &format!("/tasks/{id}"), Some(&user.token))
+        .json(&json!({"title": "after"}))
+        .send();
+    let release = async {
+        // Well past the 400 ms deadline, well before the 3 s lock timeout.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        lock.rollback().await.unwrap();
+    };
+    let (response, ()) = tokio::join!(patch, release);
+    let response = response.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the write committed: say so"
+    );
+    assert_eq!(json_body(response).await["title"], "after");
+}
+
+#[tokio::test]
+async fn past_the_deadline_a_write_the_database_rolls_back_is_a_503_that_changed_nothing() {
+    let (app, user, task) = deadline_before_lock_timeout().await;
+    let id: uuid::Uuid = task["id"].as_str().unwrap().parse().unwrap();
+    let mut holder = app.db().await;
+    let lock = holder.transaction().await.unwrap();
+    lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", &[&id])
+        .await
+        .unwrap();
+    let response = app
+        .send_json(
+            Method::PATCH,
+            &format!("/tasks/{id}"),
+            Some(&user.token),
+            &json!({"title": "after"}),
+        )
+        .await;
+    assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    lock.rollback().await.unwrap();
+    let now = json_body(app.get(&format!("/tasks/{id}"), Some(&user.token)).await).await;
+    assert_eq!(now["title"], "before");
+}
+
 // --- 9. Syntax before shape; only application/json ---------------------------------------------
 
 #[tokio::test]
