@@ -88,6 +88,25 @@ async fn the_last_and_first_writable_instants_are_stored_and_filtered_exactly() 
 
 // --- 3. A 503 means nothing was committed ------------------------------------------------------
 
+/// Another session's transaction holding a task's row lock until `release`.
+struct RowLock(tokio_postgres::Client);
+
+impl RowLock {
+    async fn take(app: &TestApp, id: uuid::Uuid) -> Self {
+        let client = app.db().await;
+        client.batch_execute("BEGIN").await.unwrap();
+        client
+            .execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .unwrap();
+        Self(client)
+    }
+
+    async fn release(self) {
+        self.0.batch_execute("ROLLBACK").await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_patch_held_on_a_row_lock_gets_a_503_problem_and_changes_nothing() {
     let config = database().await.config.clone();
@@ -100,11 +119,7 @@ async fn a_patch_held_on_a_row_lock_gets_a_503_problem_and_changes_nothing() {
     let id: uuid::Uuid = task["id"].as_str().unwrap().parse().unwrap();
 
     // Another transaction holds the row.
-    let mut holder = app.db().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", &[&id])
-        .await
-        .unwrap();
+    let lock = RowLock::take(&app, id).await;
 
     let started = Instant::now();
     let response = app
@@ -130,7 +145,7 @@ async fn a_patch_held_on_a_row_lock_gets_a_503_problem_and_changes_nothing() {
     );
 
     // Released: the refused PATCH did not commit later.
-    lock.rollback().await.unwrap();
+    lock.release().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let now = json_body(app.get(&format!("/tasks/{id}"), Some(&user.token)).await).await;
     assert_eq!(now["title"], "before");
@@ -155,11 +170,7 @@ async fn deadline_before_lock_timeout() -> (TestApp, crate::helpers::TestUser, V
 async fn past_the_deadline_a_write_that_then_commits_answers_its_commit_not_a_503() {
     let (app, user, task) = deadline_before_lock_timeout().await;
     let id: uuid::Uuid = task["id"].as_str().unwrap().parse().unwrap();
-    let mut holder = app.db().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", &[&id])
-        .await
-        .unwrap();
+    let lock = RowLock::take(&app, id).await;
     let patch = app
         .request(Method::PATCH, &format!("/tasks/{id}"), Some(&user.token))
         .json(&json!({"title": "after"}))
@@ -167,7 +178,7 @@ async fn past_the_deadline_a_write_that_then_commits_answers_its_commit_not_a_50
     let release = async {
         // Well past the 400 ms deadline, well before the 3 s lock timeout.
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        lock.rollback().await.unwrap();
+        lock.release().await;
     };
     let (response, ()) = tokio::join!(patch, release);
     let response = response.unwrap();
@@ -183,11 +194,7 @@ async fn past_the_deadline_a_write_that_then_commits_answers_its_commit_not_a_50
 async fn past_the_deadline_a_write_the_database_rolls_back_is_a_503_that_changed_nothing() {
     let (app, user, task) = deadline_before_lock_timeout().await;
     let id: uuid::Uuid = task["id"].as_str().unwrap().parse().unwrap();
-    let mut holder = app.db().await;
-    let lock = holder.transaction().await.unwrap();
-    lock.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", &[&id])
-        .await
-        .unwrap();
+    let lock = RowLock::take(&app, id).await;
     let response = app
         .send_json(
             Method::PATCH,
@@ -197,7 +204,7 @@ async fn past_the_deadline_a_write_the_database_rolls_back_is_a_503_that_changed
         )
         .await;
     assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-    lock.rollback().await.unwrap();
+    lock.release().await;
     let now = json_body(app.get(&format!("/tasks/{id}"), Some(&user.token)).await).await;
     assert_eq!(now["title"], "before");
 }
