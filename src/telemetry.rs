@@ -9,8 +9,22 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber (once, at start-up).
+/// Installs the global subscriber (once, at start-up), and a panic hook that reports a panic
+/// through it (with its location, inside the request's span: the request id) instead of as a
+/// bare line on standard error that a JSON log shipper could not read.
 pub fn init(format: LogFormat, spec: Option<&str>) {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map_or_else(String::new, |l| format!("{}:{}", l.file(), l.line()));
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(target: "taskapi::panic", %location, %message, "panicked");
+    }));
     let builder = tracing_subscriber::fmt().with_env_filter(env_filter(spec));
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
