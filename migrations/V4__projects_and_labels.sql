@@ -102,10 +102,12 @@ BEGIN
             WHERE NOT l = ANY (OLD.labels);
     END IF;
     IF cardinality(removed) > 0 THEN
-        UPDATE label_counts SET task_count = task_count - 1
-        WHERE owner_id = OLD.owner_id AND label = ANY (removed) AND task_count > 1;
+        -- The last task with a label takes its row; the others decrement (in this order, so
+        -- that a row just decremented to 1 is not taken too).
         DELETE FROM label_counts
         WHERE owner_id = OLD.owner_id AND label = ANY (removed) AND task_count = 1;
+        UPDATE label_counts SET task_count = task_count - 1
+        WHERE owner_id = OLD.owner_id AND label = ANY (removed);
     END IF;
     IF cardinality(added) > 0 THEN
         INSERT INTO label_counts AS c (owner_id, label, task_count)
