@@ -60,7 +60,8 @@ CREATE TABLE label_counts (
     task_count integer NOT NULL,
     CONSTRAINT label_counts_pkey PRIMARY KEY (owner_id, label),
     CONSTRAINT label_counts_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE,
-    CONSTRAINT label_counts_positive CHECK (task_count >= 1)
+    -- 0 only inside the transaction that takes the row away.
+    CONSTRAINT label_counts_nonnegative CHECK (task_count >= 0)
 );
 
 -- SECURITY DEFINER, search path pinned: the API's role may read the counts, not write them.
@@ -102,12 +103,13 @@ BEGIN
             WHERE NOT l = ANY (OLD.labels);
     END IF;
     IF cardinality(removed) > 0 THEN
-        -- The last task with a label takes its row; the others decrement (in this order, so
-        -- that a row just decremented to 1 is not taken too).
-        DELETE FROM label_counts
-        WHERE owner_id = OLD.owner_id AND label = ANY (removed) AND task_count = 1;
+        -- Decrement first: the UPDATE locks the rows (waiting for a concurrent writer of the
+        -- same label), so the DELETE that follows sees this transaction's own count, and the
+        -- last task to lose a label takes its row, whatever ran at the same time.
         UPDATE label_counts SET task_count = task_count - 1
         WHERE owner_id = OLD.owner_id AND label = ANY (removed);
+        DELETE FROM label_counts
+        WHERE owner_id = OLD.owner_id AND label = ANY (removed) AND task_count = 0;
     END IF;
     IF cardinality(added) > 0 THEN
         -- In label order, as the UPDATE and DELETE above lock them (index order): two tasks
