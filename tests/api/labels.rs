@@ -486,3 +486,214 @@ async fn a_plus_in_the_path_is_a_plus_and_an_encoded_space_is_a_space() {
         json!([])
     );
 }
+
+/// Every label's count on `/labels`, and every `label=` and `project_id=` total, agree with
+/// the caller's tasks as `GET /tasks` shows them.
+async fn assert_counts_agree(app: &TestApp, user: &TestUser, step: &str) {
+    let all = json_body(app.get("/tasks?limit=100", Some(&user.token)).await).await;
+    let tasks = all["items"].as_array().expect("items").clone();
+    assert_eq!(all["total"], tasks.len(), "{step}");
+    let mut per_label: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut per_project: std::collections::BTreeMap<String, usize> = Default::default();
+    for task in &tasks {
+        for label in task["labels"].as_array().expect("labels") {
+            *per_label
+                .entry(label.as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        let project = task["project_id"].as_str().unwrap_or("none").to_owned();
+        *per_project.entry(project).or_default() += 1;
+    }
+    // BTreeMap<String> orders by bytes, which for UTF-8 is code-point order.
+    let expected: Vec<Value> = per_label
+        .iter()
+        .map(|(name, count)| json!({"name": name, "task_count": count}))
+        .collect();
+    assert_eq!(
+        labels(app, user).await,
+        json!({ "items": expected }),
+        "{step}"
+    );
+    for (label, count) in &per_label {
+        let path = format!("/tasks?label={}&limit=1", encode(label));
+        let page = json_body(app.get(&path, Some(&user.token)).await).await;
+        assert_eq!(page["total"], *count, "{step}: {path}");
+    }
+    let projects = json_body(app.get("/projects?limit=100", Some(&user.token)).await).await;
+    let mut ids: Vec<String> = projects["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.push("none".to_owned());
+    for id in ids {
+        let page = json_body(
+            app.get(
+                &format!("/tasks?project_id={id}&limit=1"),
+                Some(&user.token),
+            )
+            .await,
+        )
+        .await;
+        let expected = per_project.get(&id).copied().unwrap_or(0);
+        assert_eq!(page["total"], expected, "{step}: project_id={id}");
+    }
+}
+
+#[tokio::test]
+async fn label_counts_and_filtered_totals_agree_with_the_tasks_after_every_kind_of_change() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let bystander = app.new_user().await;
+    tagged_task(&app, &bystander, "theirs", json!(["a", "b", "c"])).await;
+    let p = crate::projects::create_project(&app, &user, "P").await;
+    let q = crate::projects::create_project(&app, &user, "Q").await;
+    let mut ids = Vec::new();
+    for (title, project, labels) in [
+        ("t1", &p["id"], json!(["a", "b"])),
+        ("t2", &p["id"], json!(["b"])),
+        ("t3", &q["id"], json!(["a"])),
+        ("t4", &Value::Null, json!(["c", "b"])),
+    ] {
+        let task = app
+            .create_task(
+                &user,
+                json!({"title": title, "project_id": project, "labels": labels}),
+            )
+            .await;
+        ids.push(task_path(&task));
+    }
+    assert_counts_agree(&app, &user, "created").await;
+
+    let patch = |path: &str, body: Value| {
+        let path = path.to_owned();
+        let app = &app;
+        let user = &user;
+        async move {
+            let response = write(app, user, Method::PATCH, &path, None, Some(&body)).await;
+            assert_eq!(response.status(), StatusCode::OK, "PATCH {path} {body}");
+        }
+    };
+    patch(&ids[0], json!({"labels": ["b", "c"]})).await;
+    assert_counts_agree(&app, &user, "t1 relabelled").await;
+    patch(&ids[1], json!({"project_id": q["id"]})).await;
+    assert_counts_agree(&app, &user, "t2 moved").await;
+    patch(
+        &ids[1],
+        json!({"project_id": q["id"], "labels": ["b", "d"]}),
+    )
+    .await;
+    assert_counts_agree(&app, &user, "t2 relabelled in place").await;
+    let response = write(
+        &app,
+        &user,
+        Method::PUT,
+        &ids[2],
+        None,
+        Some(&json!({"title": "t3"})),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_counts_agree(&app, &user, "t3 replaced").await;
+    let response = rename(&app, &user, "b", json!("c")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_counts_agree(&app, &user, "b merged into c").await;
+    let response = rename(&app, &user, "d", json!("e")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_counts_agree(&app, &user, "d renamed e").await;
+    let response = delete(&app, &user, "c").await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_counts_agree(&app, &user, "c deleted").await;
+    let response = write(&app, &user, Method::DELETE, &ids[3], None, None).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_counts_agree(&app, &user, "t4 deleted").await;
+    let response = write(
+        &app,
+        &user,
+        Method::DELETE,
+        &crate::projects::project_path(&q),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_counts_agree(&app, &user, "project Q deleted").await;
+    patch(&ids[0], json!({"project_id": null, "labels": ["z"]})).await;
+    assert_counts_agree(&app, &user, "t1 out of P").await;
+
+    assert_eq!(
+        labels(&app, &bystander).await,
+        json!({"items": [
+            {"name": "a", "task_count": 1},
+            {"name": "b", "task_count": 1},
+            {"name": "c", "task_count": 1},
+        ]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_task_writes_keep_label_counts_and_project_totals_exact() {
+    const WRITERS: usize = 10;
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let project = crate::projects::create_project(&app, &user, "Busy").await;
+
+    let race = |requests: Vec<reqwest::RequestBuilder>| async move {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(requests.len()));
+        let mut set = tokio::task::JoinSet::new();
+        for request in requests {
+            let barrier = std::sync::Arc::clone(&barrier);
+            set.spawn(async move {
+                barrier.wait().await;
+                let response = request.send().await.expect("request sent");
+                let status = response.status();
+                (status, response.text().await.unwrap())
+            });
+        }
+        set.join_all().await
+    };
+
+    let creates = (0..WRITERS)
+        .map(|n| {
+            app.request(Method::POST, "/tasks", Some(&user.token))
+                .json(&json!({"title": format!("t{n}"), "labels": ["shared", format!("own{n}")]}))
+        })
+        .collect();
+    let created = race(creates).await;
+    let mut paths = Vec::new();
+    for (status, body) in &created {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+        paths.push(task_path(&serde_json::from_str(body).unwrap()));
+    }
+    assert_counts_agree(&app, &user, "created concurrently").await;
+
+    let moves = paths
+        .iter()
+        .map(|path| {
+            app.request(Method::PATCH, path, Some(&user.token))
+                .json(&json!({"project_id": project["id"], "labels": ["shared"]}))
+        })
+        .collect();
+    for (status, body) in race(moves).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_counts_agree(&app, &user, "moved concurrently").await;
+    assert_eq!(
+        labels(&app, &user).await,
+        json!({"items": [{"name": "shared", "task_count": WRITERS}]})
+    );
+
+    let clears = paths
+        .iter()
+        .map(|path| {
+            app.request(Method::PATCH, path, Some(&user.token))
+                .json(&json!({"labels": []}))
+        })
+        .collect();
+    for (status, body) in race(clears).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_counts_agree(&app, &user, "cleared concurrently").await;
+    assert_eq!(labels(&app, &user).await, json!({"items": []}));
+}

@@ -3,8 +3,6 @@
 //! filters `project_id` (an id or `none`) and `label` (may repeat; all of them, exactly),
 //! combined with the existing filters, sorting and paging.
 
-use std::collections::HashSet;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -785,67 +783,6 @@ async fn project_and_label_filters_combine_with_status_q_sort_and_paging() {
     .await;
     assert_eq!(page["total"], 3);
     assert_eq!(items(&page)[0]["title"], "h3");
-}
-
-#[tokio::test]
-async fn a_cursor_walk_keeps_its_filters_and_a_cursor_for_other_filters_is_422() {
-    let app = TestApp::spawn().await;
-    let f = fixture(&app).await;
-    let a = &f.alice;
-    let home = id(&f.home).to_owned();
-    let filters: Vec<(&str, &str)> = vec![("project_id", &home), ("sort", "title")];
-    let mut pairs = filters.clone();
-    pairs.push(("limit", "1"));
-    let mut page = list(&app, a, &pairs).await;
-    let mut seen = Vec::new();
-    let first_cursor = page["next_cursor"]
-        .as_str()
-        .expect("a next page")
-        .to_owned();
-    loop {
-        seen.extend(
-            items(&page)
-                .iter()
-                .map(|t| t["title"].as_str().unwrap().to_owned()),
-        );
-        let Some(cursor) = page["next_cursor"].as_str().map(str::to_owned) else {
-            break;
-        };
-        let mut next = filters.clone();
-        next.push(("limit", "1"));
-        next.push(("cursor", &cursor));
-        page = list(&app, a, &next).await;
-        assert!(seen.len() < 10, "the walk ends");
-    }
-    assert_eq!(seen, ["h1", "h2", "h3"]);
-    let unique: HashSet<&String> = seen.iter().collect();
-    assert_eq!(unique.len(), 3);
-
-    for other in [
-        vec![
-            ("project_id", id(&f.work)),
-            ("sort", "title"),
-            ("cursor", first_cursor.as_str()),
-        ],
-        vec![
-            ("project_id", "none"),
-            ("sort", "title"),
-            ("cursor", first_cursor.as_str()),
-        ],
-        vec![
-            ("project_id", home.as_str()),
-            ("label", "urgent"),
-            ("sort", "title"),
-            ("cursor", first_cursor.as_str()),
-        ],
-        vec![("sort", "title"), ("cursor", first_cursor.as_str())],
-    ] {
-        let path = format!("/tasks?{}", query(&other));
-        let response = app.get(&path, Some(&a.token)).await;
-        let mut fields = assert_invalid_fields(response).await;
-        fields.dedup();
-        assert_eq!(fields, ["cursor"], "{path}");
-    }
 }
 
 #[tokio::test]
