@@ -1,10 +1,10 @@
-//! Entity tags of tasks and the `If-Match` precondition (API.md "Concurrency").
+//! Entity tags of tasks and projects, and the `If-Match` precondition (API.md "Concurrency").
 
 use uuid::Uuid;
 
-/// The strong, quoted ETag of one version of one task. It names the task too, so a tag
-/// copied from another task never matches.
-pub fn task_etag(id: Uuid, version: i32) -> String {
+/// The strong, quoted ETag of one version of one task or project. It names the resource
+/// too, so a tag copied from another one never matches.
+pub fn etag(id: Uuid, version: i32) -> String {
     format!("\"{}-{version}\"", id.simple())
 }
 
@@ -57,7 +57,7 @@ fn parse_own_tag(tag: &str, id: Uuid) -> Option<i32> {
     let opaque = tag.strip_prefix('"')?.strip_suffix('"')?;
     let (_, version) = opaque.split_once('-')?;
     let version = version.parse().ok()?;
-    (task_etag(id, version) == tag).then_some(version)
+    (etag(id, version) == tag).then_some(version)
 }
 
 #[cfg(test)]
@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn own_tags_round_trip() {
         let id = Uuid::new_v4();
-        let tag = task_etag(id, 7);
+        let tag = etag(id, 7);
         assert_eq!(
             Precondition::from_if_match([tag.as_str()], id),
             Precondition::OneOf(vec![7])
@@ -81,7 +81,7 @@ mod tests {
             Precondition::from_if_match([], id),
             Precondition::AnyVersion
         );
-        let listed = format!("{}, *", task_etag(id, 1));
+        let listed = format!("{}, *", etag(id, 1));
         assert_eq!(
             Precondition::from_if_match([listed.as_str()], id),
             Precondition::AnyVersion
@@ -91,8 +91,8 @@ mod tests {
     #[test]
     fn weak_foreign_and_malformed_tags_never_match() {
         let id = Uuid::new_v4();
-        let weak = format!("W/{}", task_etag(id, 1));
-        let foreign = task_etag(Uuid::new_v4(), 1);
+        let weak = format!("W/{}", etag(id, 1));
+        let foreign = etag(Uuid::new_v4(), 1);
         let values = [weak.as_str(), foreign.as_str(), "garbage", "\"\""];
         assert_eq!(
             Precondition::from_if_match(values, id),
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn lists_keep_every_own_version() {
         let id = Uuid::new_v4();
-        let list = format!("{}, {}", task_etag(id, 2), task_etag(id, 3));
+        let list = format!("{}, {}", etag(id, 2), etag(id, 3));
         assert_eq!(
             Precondition::from_if_match([list.as_str()], id),
             Precondition::OneOf(vec![2, 3])

@@ -2,6 +2,7 @@
 //! string (API.md "Tasks"). Anything invalid, unknown or repeated is a 422.
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::task::{Priority, TaskStatus};
 use super::{ValidationErrors, reject_nul, timestamp};
@@ -87,7 +88,32 @@ pub struct TaskQuery {
     pub due_after: Option<OffsetDateTime>,
     /// Words that must all appear in the title or description; `None`: no text filter.
     pub q: Option<String>,
+    pub project: ProjectFilter,
+    /// Labels every task must carry (exactly as given); empty: no label filter.
+    pub labels: Vec<String>,
     pub sort: Sort,
+}
+
+/// The `project_id` filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProjectFilter {
+    #[default]
+    Any,
+    /// `project_id=none`: tasks in no project.
+    NoProject,
+    /// That project's tasks (none when it is not one of the caller's).
+    Is(Uuid),
+}
+
+impl ProjectFilter {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw == "none" {
+            return Ok(Self::NoProject);
+        }
+        Uuid::try_parse(raw)
+            .map(Self::Is)
+            .map_err(|_| "must be a project id, or none".to_owned())
+    }
 }
 
 impl Default for TaskQuery {
@@ -100,6 +126,8 @@ impl Default for TaskQuery {
             due_before: None,
             due_after: None,
             q: None,
+            project: ProjectFilter::Any,
+            labels: Vec::new(),
             sort: Sort::default(),
         }
     }
@@ -113,10 +141,53 @@ impl TaskQuery {
             || self.due_before.is_some()
             || self.due_after.is_some()
             || self.q.is_some()
+            || self.project != ProjectFilter::Any
+            || !self.labels.is_empty()
+    }
+
+    /// Whether the only filter is one project: its `total` is the project's own count.
+    pub fn only_project(&self) -> Option<Uuid> {
+        match self.project {
+            ProjectFilter::Is(id)
+                if self.labels.is_empty() && self.filters_but_project_and_labels_are_empty() =>
+            {
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the only filter is one label: its `total` is the label's own count.
+    pub fn only_label(&self) -> Option<&str> {
+        match self.labels.as_slice() {
+            [label]
+                if self.project == ProjectFilter::Any
+                    && self.filters_but_project_and_labels_are_empty() =>
+            {
+                Some(label)
+            }
+            _ => None,
+        }
+    }
+
+    fn filters_but_project_and_labels_are_empty(&self) -> bool {
+        self.statuses.is_empty()
+            && self.priorities.is_empty()
+            && self.due_before.is_none()
+            && self.due_after.is_none()
+            && self.q.is_none()
     }
 }
 
-const SINGLE_VALUED: [&str; 6] = ["limit", "offset", "due_before", "due_after", "q", "sort"];
+const SINGLE_VALUED: [&str; 7] = [
+    "limit",
+    "offset",
+    "due_before",
+    "due_after",
+    "q",
+    "sort",
+    "project_id",
+];
 
 impl TaskQuery {
     /// Parses `application/x-www-form-urlencoded` query text (without the `?`).
@@ -178,10 +249,20 @@ impl TaskQuery {
                         query.sort = sort;
                     }
                 }
+                "project_id" => {
+                    if let Some(project) = errors.check(key, ProjectFilter::parse(&value)) {
+                        query.project = project;
+                    }
+                }
+                "label" => {
+                    if let Some(()) = errors.check(key, reject_nul(&value)) {
+                        query.labels.push(value.into_owned());
+                    }
+                }
                 unknown => errors.add(
                     unknown,
                     "is not a known parameter (limit, offset, status, priority, due_before, \
-                     due_after, q, sort)",
+                     due_after, q, project_id, label, sort)",
                 ),
             }
         }
@@ -272,5 +353,46 @@ mod tests {
             TaskQuery::parse("q=%25off").unwrap().q.as_deref(),
             Some("%off")
         );
+    }
+}
+
+/// The query of a plain paged list (`GET /projects`): `limit` 1..100 (default 20) and
+/// `offset` ≥ 0, each at most once; anything else is a 422.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl PageQuery {
+    pub fn parse(raw: &str) -> Result<Self, ValidationErrors> {
+        let mut page = Self {
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        };
+        let mut errors = ValidationErrors::default();
+        let mut seen: Vec<String> = Vec::new();
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+            let key = key.as_ref();
+            if seen.iter().any(|k| k == key) {
+                errors.add(key, "must be given at most once");
+                continue;
+            }
+            seen.push(key.to_owned());
+            match key {
+                "limit" => {
+                    if let Some(limit) = errors.check(key, parse_int(&value, 1, MAX_LIMIT)) {
+                        page.limit = limit;
+                    }
+                }
+                "offset" => {
+                    if let Some(offset) = errors.check(key, parse_int(&value, 0, i64::MAX)) {
+                        page.offset = offset;
+                    }
+                }
+                unknown => errors.add(unknown, "is not a known parameter (limit, offset)"),
+            }
+        }
+        errors.into_result(|| page)
     }
 }

@@ -3,8 +3,10 @@
 
 pub mod email;
 pub mod etag;
+pub mod label;
 pub mod listing;
 pub mod password;
+pub mod project;
 pub mod task;
 pub mod timestamp;
 

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Deserializer};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
+use super::label::Labels;
 use super::{ValidationErrors, reject_nul, timestamp};
 
 const TITLE_MAX_CHARS: usize = 200;
@@ -137,6 +139,8 @@ pub struct TaskInput {
     pub status: Field<String>,
     pub priority: Field<String>,
     pub due_at: Field<String>,
+    pub project_id: Field<String>,
+    pub labels: Field<Vec<String>>,
 }
 
 /// A whole task as the client wants it (POST, and PUT's full replacement).
@@ -147,6 +151,8 @@ pub struct NewTask {
     pub status: TaskStatus,
     pub priority: Priority,
     pub due_at: Option<OffsetDateTime>,
+    pub project_id: Option<Uuid>,
+    pub labels: Labels,
 }
 
 /// What a PATCH changes: `None` leaves a field alone; `Some(None)` clears a nullable one.
@@ -157,6 +163,8 @@ pub struct TaskChanges {
     pub status: Option<TaskStatus>,
     pub priority: Option<Priority>,
     pub due_at: Option<Option<OffsetDateTime>>,
+    pub project_id: Option<Option<Uuid>>,
+    pub labels: Option<Labels>,
 }
 
 impl TaskChanges {
@@ -173,6 +181,8 @@ impl From<NewTask> for TaskChanges {
             status: Some(task.status),
             priority: Some(task.priority),
             due_at: Some(task.due_at),
+            project_id: Some(task.project_id),
+            labels: Some(task.labels),
         }
     }
 }
@@ -192,6 +202,8 @@ impl TaskInput {
             status: changes.status.unwrap_or_default(),
             priority: changes.priority.unwrap_or_default(),
             due_at: changes.due_at.flatten(),
+            project_id: changes.project_id.flatten(),
+            labels: changes.labels.unwrap_or_default(),
         })
     }
 
@@ -217,16 +229,26 @@ impl TaskInput {
             due_at: parse_nullable(errors, "due_at", self.due_at, |d| {
                 timestamp::parse(&d).map(timestamp::floor_to_micros)
             }),
+            // Whether the project is one of the caller's is the database's answer (a
+            // composite foreign key): here only the shape.
+            project_id: parse_nullable(errors, "project_id", self.project_id, |id| {
+                Uuid::try_parse(&id).map_err(|_| UNKNOWN_PROJECT.to_owned())
+            }),
+            labels: parse_required(errors, "labels", self.labels, Labels::parse),
         }
     }
 }
 
+/// The one answer for a `project_id` that is not one of the caller's projects, whether it
+/// is malformed, unknown or another user's (API.md: the same 422 in every case).
+pub const UNKNOWN_PROJECT: &str = "must be the id of one of your projects, or null";
+
 /// A field that may be omitted but never null.
-fn parse_required<T>(
+fn parse_required<R, T>(
     errors: &mut ValidationErrors,
     name: &str,
-    field: Field<String>,
-    parse: impl FnOnce(String) -> Result<T, String>,
+    field: Field<R>,
+    parse: impl FnOnce(R) -> Result<T, String>,
 ) -> Option<T> {
     match field {
         Field::Absent => None,
@@ -301,11 +323,23 @@ mod tests {
             priority: Field::Present("huge".into()),
             due_at: Field::Present("tomorrow".into()),
             description: Field::Null,
+            project_id: Field::Present("not-a-uuid".into()),
+            labels: Field::Null,
         }
         .into_new_task()
         .unwrap_err();
         let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["title", "status", "priority", "due_at"]);
+        assert_eq!(
+            fields,
+            [
+                "title",
+                "status",
+                "priority",
+                "due_at",
+                "project_id",
+                "labels"
+            ]
+        );
     }
 
     #[test]

@@ -284,6 +284,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::NotFound,
             StoreError::PreconditionFailed => Self::PreconditionFailed,
             StoreError::EmailTaken => Self::Conflict("an account with this email already exists"),
+            StoreError::ProjectNameTaken => {
+                Self::Conflict("you already have a project with this name (in any case)")
+            }
+            StoreError::UnknownProject => Self::Validation(ValidationErrors::single(
+                "project_id",
+                crate::domain::task::UNKNOWN_PROJECT,
+            )),
             StoreError::Db(error) => error.into(),
         }
     }

@@ -91,10 +91,11 @@ fn classify(error: serde_json::Error, path: &str) -> ApiError {
     }
 }
 
-/// serde names unknown and missing fields only in its message (`unknown field `x``).
+/// serde names unknown and missing fields only in its message (`unknown field `x``). An
+/// array member's index is dropped: the field is the member (`labels`, not `labels[3]`).
 fn field_name(path: &str, message: &str) -> String {
     if path != "." && !path.is_empty() {
-        return path.to_owned();
+        return path.split('[').next().unwrap_or(path).to_owned();
     }
     let named = ["unknown field `", "missing field `"]
         .iter()
@@ -111,11 +112,12 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// A task id from the path. Anything that is not a UUID is a 404, like a missing task.
+/// A task's or project's id from the path. Anything that is not a UUID is a 404, like a
+/// missing resource.
 #[derive(Debug, Clone, Copy)]
-pub struct TaskId(pub Uuid);
+pub struct PathId(pub Uuid);
 
-impl<S: Send + Sync> FromRequestParts<S> for TaskId {
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
@@ -126,6 +128,26 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskId {
         Uuid::try_parse(&raw)
             .map(Self)
             .map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// A label from the path (`/labels/{name}`), percent-decoded. One that cannot be stored
+/// (holding NUL, or not UTF-8) is carried by no task: a 404, like any unknown label.
+#[derive(Debug, Clone)]
+pub struct PathLabel(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathLabel {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound)?;
+        if raw.contains('\0') {
+            return Err(ApiError::NotFound);
+        }
+        Ok(Self(raw))
     }
 }
 

@@ -10,6 +10,9 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod labels;
+pub mod projects;
+pub mod resource;
 pub mod responses;
 pub mod tasks;
 
@@ -49,6 +52,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
     tags(
         (name = "auth", description = "Accounts and access tokens"),
         (name = "tasks", description = "The caller's own tasks"),
+        (name = "projects", description = "The caller's projects, which group tasks"),
+        (name = "labels", description = "The labels on the caller's tasks"),
         (name = "operations", description = "Health and documentation"),
     )
 )]
@@ -270,6 +275,14 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             tasks::replace_task,
             tasks::delete_task
         ))
+        .routes(routes!(projects::create_project, projects::list_projects))
+        .routes(routes!(
+            projects::get_project,
+            projects::update_project,
+            projects::delete_project
+        ))
+        .routes(routes!(labels::list_labels))
+        .routes(routes!(labels::rename_label, labels::delete_label))
         .routes(routes!(health::health))
         .routes(routes!(health::livez))
         .routes(routes!(docs::openapi_json))

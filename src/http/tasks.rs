@@ -2,15 +2,15 @@
 //! (which scopes every statement to the caller) and shape the response.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{ApiJson, TaskId};
+use super::extract::{ApiJson, PathId};
+use super::resource;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
-use crate::domain::etag::{Precondition, task_etag};
 use crate::domain::listing::TaskQuery;
 use crate::domain::task::{Field, Priority, TaskInput, TaskStatus};
 use crate::domain::timestamp;
@@ -94,6 +94,15 @@ pub struct CreateTaskRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-01T17:00:00Z")]
     pub due_at: Field<String>,
+    /// One of the caller's projects, or null (the default: no project). Any other id is 422.
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>, default = json!(null))]
+    pub project_id: Field<String>,
+    /// 0 to 20 labels, each 1 to 50 characters after trimming (stored trimmed), no two
+    /// equal, case-sensitive, kept in order. Defaults to `[]`; null is 422.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, max_items = 20, default = json!([]), example = json!(["work", "writing"]))]
+    pub labels: Field<Vec<String>>,
 }
 
 /// A partial change (PATCH): only the fields sent change; `null` clears `description` or
@@ -116,6 +125,14 @@ pub struct UpdateTaskRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub due_at: Field<String>,
+    /// Moves the task into one of the caller's projects; null takes it out of its project.
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>)]
+    pub project_id: Field<String>,
+    /// Replaces the task's labels (`[]` clears them; null is 422).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, max_items = 20)]
+    pub labels: Field<Vec<String>>,
 }
 
 impl From<CreateTaskRequest> for TaskInput {
@@ -126,6 +143,8 @@ impl From<CreateTaskRequest> for TaskInput {
             status: body.status,
             priority: body.priority,
             due_at: body.due_at,
+            project_id: body.project_id,
+            labels: body.labels,
         }
     }
 }
@@ -138,6 +157,8 @@ impl From<UpdateTaskRequest> for TaskInput {
             status: body.status,
             priority: body.priority,
             due_at: body.due_at,
+            project_id: body.project_id,
+            labels: body.labels,
         }
     }
 }
@@ -163,6 +184,12 @@ pub struct TaskResponse {
     pub created_at: String,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
+    /// The task's project, or null.
+    #[schema(required = true)]
+    pub project_id: Option<Uuid>,
+    /// The task's labels, in the order they were given.
+    #[schema(example = json!(["work", "writing"]))]
+    pub labels: Vec<String>,
 }
 
 impl From<&TaskRow> for TaskResponse {
@@ -177,6 +204,8 @@ impl From<&TaskRow> for TaskResponse {
             completed_at: task.completed_at.map(timestamp::format),
             created_at: timestamp::format(task.created_at),
             updated_at: timestamp::format(task.updated_at),
+            project_id: task.project_id,
+            labels: task.labels.clone(),
         }
     }
 }
@@ -226,29 +255,20 @@ pub struct ListTasksQuery {
     /// same direction; undated tasks sort last either way.
     #[param(value_type = Option<TaskSortSchema>, inline)]
     sort: Option<String>,
+    /// A project id: that project's tasks (an id that is not one of the caller's projects
+    /// matches nothing); `none`: tasks in no project.
+    #[param(value_type = Option<String>, example = "none")]
+    project_id: Option<String>,
+    /// Only tasks carrying this label, exactly (case-sensitive, not trimmed); repeat the
+    /// parameter for several: tasks carrying every one of them.
+    #[param(value_type = Option<Vec<String>>, explode = true, style = Form)]
+    label: Option<Vec<String>>,
 }
 
 fn task_response(status: StatusCode, task: &TaskRow) -> Response {
-    let etag = task_etag(task.id, task.version);
-    let mut response = (status, axum::Json(TaskResponse::from(task))).into_response();
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, value);
-    }
-    if status == StatusCode::CREATED
-        && let Ok(location) = HeaderValue::from_str(&format!("/tasks/{}", task.id))
-    {
-        headers.insert(header::LOCATION, location);
-    }
-    response
-}
-
-fn precondition(headers: &HeaderMap, id: Uuid) -> Precondition {
-    let values = headers
-        .get_all(header::IF_MATCH)
-        .iter()
-        .map(|value| value.to_str().unwrap_or("<opaque>"));
-    Precondition::from_if_match(values, id)
+    let body = axum::Json(TaskResponse::from(task));
+    let location = (status == StatusCode::CREATED).then(|| format!("/tasks/{}", task.id));
+    resource::tagged(status, body, task.id, task.version, location)
 }
 
 /// Create a task.
@@ -340,7 +360,7 @@ pub async fn list_tasks(
 pub async fn get_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    TaskId(id): TaskId,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let client = state.database().await?;
     let caller = user.caller();
@@ -378,12 +398,12 @@ pub async fn get_task(
 pub async fn update_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    TaskId(id): TaskId,
+    PathId(id): PathId,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let changes = TaskInput::from(body).into_changes()?;
-    let precondition = precondition(&headers, id);
+    let precondition = resource::precondition(&headers, id);
     let client = state.database().await?;
     let caller = user.caller();
     let task = if changes.is_empty() {
@@ -434,12 +454,12 @@ pub async fn update_task(
 pub async fn replace_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    TaskId(id): TaskId,
+    PathId(id): PathId,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let changes = TaskInput::from(body).into_new_task()?.into();
-    let precondition = precondition(&headers, id);
+    let precondition = resource::precondition(&headers, id);
     let client = state.database().await?;
     let caller = user.caller();
     let task = store::as_caller(&client, &caller, async |tx| {
@@ -471,10 +491,10 @@ pub async fn replace_task(
 pub async fn delete_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    TaskId(id): TaskId,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let precondition = precondition(&headers, id);
+    let precondition = resource::precondition(&headers, id);
     let client = state.database().await?;
     let caller = user.caller();
     store::as_caller(&client, &caller, async |tx| {

@@ -3,7 +3,9 @@
 //! missing one. Statements are prepared once per connection and cached.
 
 pub mod health;
+pub mod labels;
 pub mod login_failures;
+pub mod projects;
 pub mod tasks;
 pub mod users;
 
@@ -36,6 +38,12 @@ pub enum StoreError {
     PreconditionFailed,
     #[error("email taken")]
     EmailTaken,
+    /// A task's `project_id` is not one of the caller's projects.
+    #[error("unknown project")]
+    UnknownProject,
+    /// A project name the caller already uses (in any case).
+    #[error("project name taken")]
+    ProjectNameTaken,
     /// A statement was refused before it was sent, because it would not have run inside
     /// the caller's transaction (a bug, caught here instead of run without an identity).
     #[error("statement refused: {0}")]
@@ -171,12 +179,39 @@ pub async fn as_caller<T>(
     result
 }
 
+/// Whether the caller's row still exists (`exists_sql`, with `key` = (id, owner)), checked
+/// in the same pipeline right after a conditional write, and only when a version was
+/// required: without one, a write that touched no row can only mean the row is missing.
+pub(super) async fn exists_after_write(
+    tx: &CallerTransaction<'_>,
+    exists_sql: &'static str,
+    precondition: &crate::domain::etag::Precondition,
+    key: &[&(dyn ToSql + Sync)],
+) -> Result<bool, StoreError> {
+    if precondition.versions().is_none() {
+        return Ok(false);
+    }
+    Ok(tx.query_one(exists_sql, key).await?.try_get(0)?)
+}
+
+/// After a write touched no row: the caller's row still exists only if its version did
+/// not match (412); otherwise it is missing, or not the caller's (404).
+pub(super) fn missing_or_stale(still_exists: bool) -> StoreError {
+    if still_exists {
+        StoreError::PreconditionFailed
+    } else {
+        StoreError::NotFound
+    }
+}
+
 /// Every statement the application issues. Preparing them all at start-up makes a
 /// statement that no longer matches the schema stop the boot, not fail a request.
 pub fn all_statements() -> impl Iterator<Item = &'static str> {
     users::STATEMENTS
         .iter()
         .chain(login_failures::STATEMENTS.iter())
+        .chain(projects::STATEMENTS.iter())
+        .chain(labels::STATEMENTS.iter())
         .copied()
         .chain(tasks::statements())
 }

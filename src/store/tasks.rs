@@ -7,19 +7,22 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{CallerTransaction, StoreError};
+use super::{CallerTransaction, StoreError, exists_after_write, missing_or_stale};
 use crate::db::DbError;
 use crate::domain::etag::Precondition;
-use crate::domain::listing::{Sort, SortField, TaskQuery};
+use crate::domain::listing::{ProjectFilter, Sort, SortField, TaskQuery};
 use crate::domain::task::{NewTask, Priority, TaskChanges, TaskStatus};
 
 /// The owner's foreign key (migration V1): violated when the caller was just deleted.
 const OWNER_FKEY: &str = "tasks_owner_id_fkey";
+/// The project's composite foreign key (migration V4): violated when `project_id` is not one
+/// of the owner's projects, unknown or another user's alike.
+const PROJECT_FKEY: &str = "tasks_project_fkey";
 
 macro_rules! columns {
     () => {
         "id, title, description, status::text, priority::text, due_at, completed_at, version, \
-         created_at, updated_at"
+         created_at, updated_at, project_id, labels"
     };
 }
 
@@ -32,7 +35,10 @@ macro_rules! filters {
          AND ($3::text[] IS NULL OR priority = ANY ($3::text[]::task_priority[])) \
          AND ($4::timestamptz IS NULL OR due_at < $4) \
          AND ($5::timestamptz IS NULL OR due_at > $5) \
-         AND ($6::text IS NULL OR search @@ plainto_tsquery('simple', $6))"
+         AND ($6::text IS NULL OR search @@ plainto_tsquery('simple', $6)) \
+         AND ($7::uuid IS NULL OR project_id = $7) \
+         AND (NOT $8::boolean OR project_id IS NULL) \
+         AND ($9::text[] IS NULL OR labels @> $9::text[])"
     };
 }
 
@@ -45,7 +51,7 @@ macro_rules! list {
             filters!(),
             " ORDER BY ",
             $order,
-            " LIMIT $7 OFFSET $8"
+            " LIMIT $10 OFFSET $11"
         )
     };
 }
@@ -53,6 +59,12 @@ macro_rules! list {
 const COUNT: &str = concat!("SELECT count(*) FROM tasks WHERE ", filters!());
 // Without filters, the trigger-kept count (migration V3): one row, whatever the account's size.
 const COUNT_ALL: &str = "SELECT task_count::int8 FROM users WHERE id = $1";
+// Filtered by one project or one label alone, that project's or label's trigger-kept count
+// (migration V4); no row (not the caller's project, or no task has the label) is 0.
+const COUNT_PROJECT: &str = "SELECT coalesce((SELECT task_count::int8 FROM projects \
+     WHERE owner_id = $1 AND id = $2), 0)";
+const COUNT_LABEL: &str = "SELECT coalesce((SELECT task_count::int8 FROM label_counts \
+     WHERE owner_id = $1 AND label = $2), 0)";
 
 // One statement per sort order, so each is prepared once and planned well. Ties are broken
 // by id in the same direction; tasks without a due date come last both ways.
@@ -86,9 +98,10 @@ fn list_statement(sort: Sort) -> &'static str {
 }
 
 const INSERT: &str = concat!(
-    "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at) \
+    "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at, \
+                        project_id, labels) \
      VALUES ($1, $2, $3, $4::text::task_status, $5::text::task_priority, $6, \
-             CASE WHEN $4::text = 'done' THEN now() END) \
+             CASE WHEN $4::text = 'done' THEN now() END, $7, $8) \
      RETURNING ",
     columns!()
 );
@@ -112,6 +125,8 @@ const UPDATE: &str = concat!(
          status = COALESCE($7::text::task_status, status), \
          priority = COALESCE($8::text::task_priority, priority), \
          due_at = CASE WHEN $9::boolean THEN $10::timestamptz ELSE due_at END, \
+         project_id = CASE WHEN $11::boolean THEN $12::uuid ELSE project_id END, \
+         labels = COALESCE($13::text[], labels), \
          completed_at = CASE WHEN COALESCE($7::text::task_status, status) = 'done' \
                              THEN COALESCE(completed_at, now()) END, \
          version = version + 1, \
@@ -128,6 +143,8 @@ pub(super) fn statements() -> impl Iterator<Item = &'static str> {
     [
         COUNT,
         COUNT_ALL,
+        COUNT_PROJECT,
+        COUNT_LABEL,
         LIST_CREATED_ASC,
         LIST_CREATED_DESC,
         LIST_UPDATED_ASC,
@@ -160,6 +177,8 @@ pub struct TaskRow {
     pub version: i32,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub project_id: Option<Uuid>,
+    pub labels: Vec<String>,
 }
 
 impl TryFrom<Row> for TaskRow {
@@ -180,14 +199,21 @@ impl TryFrom<Row> for TaskRow {
             version: row.try_get(7)?,
             created_at: row.try_get(8)?,
             updated_at: row.try_get(9)?,
+            project_id: row.try_get(10)?,
+            labels: row.try_get(11)?,
         })
     }
 }
 
-fn owner_gone_or(error: StoreError) -> StoreError {
+/// A foreign key refused the write: the caller's account is gone, or the project is not one
+/// of the caller's.
+fn foreign_key_or(error: StoreError) -> StoreError {
     match error {
         StoreError::Db(DbError::ForeignKeyViolation(constraint)) if constraint == OWNER_FKEY => {
             StoreError::AccountGone
+        }
+        StoreError::Db(DbError::ForeignKeyViolation(constraint)) if constraint == PROJECT_FKEY => {
+            StoreError::UnknownProject
         }
         other => other,
     }
@@ -208,10 +234,12 @@ pub async fn insert(
                 &task.status.as_str(),
                 &task.priority.as_str(),
                 &task.due_at,
+                &task.project_id,
+                &task.labels.to_vec(),
             ],
         )
         .await
-        .map_err(owner_gone_or)?;
+        .map_err(foreign_key_or)?;
     row.try_into()
 }
 
@@ -232,33 +260,38 @@ pub async fn list(
         (!query.statuses.is_empty()).then(|| query.statuses.iter().map(|s| s.as_str()).collect());
     let priorities: Option<Vec<&str>> = (!query.priorities.is_empty())
         .then(|| query.priorities.iter().map(|p| p.as_str()).collect());
-    let filters: [&(dyn ToSql + Sync); 6] = [
+    let project = match query.project {
+        ProjectFilter::Is(id) => Some(id),
+        ProjectFilter::Any | ProjectFilter::NoProject => None,
+    };
+    let no_project = query.project == ProjectFilter::NoProject;
+    let labels = (!query.labels.is_empty()).then_some(&query.labels);
+    let filters: [&(dyn ToSql + Sync); 9] = [
         &owner,
         &statuses,
         &priorities,
         &query.due_before,
         &query.due_after,
         &query.q,
+        &project,
+        &no_project,
+        &labels,
     ];
-    let page: [&(dyn ToSql + Sync); 8] = [
-        filters[0],
-        filters[1],
-        filters[2],
-        filters[3],
-        filters[4],
-        filters[5],
-        &query.limit,
-        &query.offset,
-    ];
-    let (count_sql, count_params) = if query.has_filters() {
-        (COUNT, &filters[..])
-    } else {
-        (COUNT_ALL, &filters[..1])
-    };
+    let mut page: Vec<&(dyn ToSql + Sync)> = filters.to_vec();
+    page.extend([&query.limit as &(dyn ToSql + Sync), &query.offset]);
+    let only_project = query.only_project();
+    let only_label = query.only_label();
+    let (count_sql, count_params): (_, Vec<&(dyn ToSql + Sync)>) =
+        match (&only_project, &only_label) {
+            (Some(project), _) => (COUNT_PROJECT, vec![&owner, project]),
+            (_, Some(label)) => (COUNT_LABEL, vec![&owner, label]),
+            _ if query.has_filters() => (COUNT, filters.to_vec()),
+            _ => (COUNT_ALL, vec![&owner]),
+        };
     let (rows, count) = tokio::join!(
         biased;
         tx.query(list_statement(query.sort), &page),
-        tx.query_one(count_sql, count_params)
+        tx.query_one(count_sql, &count_params)
     );
     let tasks = rows?
         .into_iter()
@@ -288,7 +321,10 @@ pub async fn update(
     let priority = changes.priority.map(Priority::as_str);
     let due_at_set = due_at.is_some();
     let due_at = due_at.copied().flatten();
-    let params: [&(dyn ToSql + Sync); 10] = [
+    let project_set = changes.project_id.is_some();
+    let project = changes.project_id.flatten();
+    let labels = changes.labels.as_ref().map(|labels| labels.to_vec());
+    let params: [&(dyn ToSql + Sync); 13] = [
         &id,
         &owner,
         &versions,
@@ -299,14 +335,17 @@ pub async fn update(
         &priority,
         &due_at_set,
         &due_at,
+        &project_set,
+        &project,
+        &labels,
     ];
     let key: [&(dyn ToSql + Sync); 2] = [&id, &owner];
     let (row, existing) = tokio::join!(
         biased;
         tx.query_opt(UPDATE, &params),
-        exists_after_write(tx, precondition, &key)
+        exists_after_write(tx, EXISTS, precondition, &key)
     );
-    match row? {
+    match row.map_err(foreign_key_or)? {
         Some(row) => row.try_into(),
         None => Err(missing_or_stale(existing?)),
     }
@@ -324,34 +363,10 @@ pub async fn delete(
     let (deleted, existing) = tokio::join!(
         biased;
         tx.execute(DELETE, &params),
-        exists_after_write(tx, precondition, &params[..2])
+        exists_after_write(tx, EXISTS, precondition, &params[..2])
     );
     match deleted? {
         1 => Ok(()),
         _ => Err(missing_or_stale(existing?)),
-    }
-}
-
-/// Whether the caller's task exists, checked in the same pipeline right after the write,
-/// and only when a version was required: without one, a write that touched no row can
-/// only mean the task is missing. `key` is (id, owner).
-async fn exists_after_write(
-    tx: &CallerTransaction<'_>,
-    precondition: &Precondition,
-    key: &[&(dyn ToSql + Sync)],
-) -> Result<bool, StoreError> {
-    if precondition.versions().is_none() {
-        return Ok(false);
-    }
-    Ok(tx.query_one(EXISTS, key).await?.try_get(0)?)
-}
-
-/// After a write touched no row: the caller's task still exists only if its version
-/// did not match (412); otherwise it is missing, or not the caller's (404).
-fn missing_or_stale(still_exists: bool) -> StoreError {
-    if still_exists {
-        StoreError::PreconditionFailed
-    } else {
-        StoreError::NotFound
     }
 }

@@ -6,6 +6,7 @@ mod account;
 mod auth;
 mod concurrency;
 mod conventions;
+mod counts;
 mod hardening;
 mod hygiene;
 mod labels;

@@ -52,7 +52,9 @@ async fn create_returns_201_with_location_etag_and_defaults() {
             "description",
             "due_at",
             "id",
+            "labels",
             "priority",
+            "project_id",
             "status",
             "title",
             "updated_at"

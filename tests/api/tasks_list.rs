@@ -281,7 +281,9 @@ async fn the_list_is_an_envelope_of_items_total_limit_and_offset() {
             "description",
             "due_at",
             "id",
+            "labels",
             "priority",
+            "project_id",
             "status",
             "title",
             "updated_at"

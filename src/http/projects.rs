@@ -1,0 +1,294 @@
+//! `/projects`: the caller's projects, which group tasks. Handlers parse into domain types,
+//! call the store (which scopes every statement to the caller) and shape the response.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::current_user::CurrentUser;
+use super::error::{ApiError, PROBLEM_JSON, Problem};
+use super::extract::{ApiJson, PathId};
+use super::resource;
+use super::responses::{DatabaseUnavailable, JsonBodyErrors};
+use crate::domain::ValidationErrors;
+use crate::domain::listing::PageQuery;
+use crate::domain::project::ProjectName;
+use crate::domain::task::Field;
+use crate::domain::timestamp;
+use crate::state::AppState;
+use crate::store::{self, StoreError, projects::ProjectRow};
+
+/// A new project.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    /// 1 to 100 characters after trimming (stored trimmed); unique among the caller's
+    /// projects, compared case-insensitively.
+    #[schema(value_type = String, min_length = 1, max_length = 100, example = "Home")]
+    pub name: Field<String>,
+}
+
+/// A change to a project: only `name`; `{}` changes nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProjectRequest {
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 100, example = "Home")]
+    pub name: Field<String>,
+}
+
+/// A project.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectResponse {
+    pub id: Uuid,
+    #[schema(example = "Home")]
+    pub name: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&ProjectRow> for ProjectResponse {
+    fn from(project: &ProjectRow) -> Self {
+        Self {
+            id: project.id,
+            name: project.name.clone(),
+            created_at: timestamp::format(project.created_at),
+            updated_at: timestamp::format(project.updated_at),
+        }
+    }
+}
+
+/// One page of projects, ordered by name (case-insensitively, ties by id).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectListResponse {
+    pub items: Vec<ProjectResponse>,
+    /// How many projects the caller has.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The query of `GET /projects`. Unknown parameters, and either given twice, are 422.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "documents the query; it is parsed by domain::listing"
+)]
+pub struct ListProjectsQuery {
+    /// Page size, 1 to 100.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    limit: Option<i64>,
+    /// Projects to skip, at least 0.
+    #[param(minimum = 0, default = 0)]
+    offset: Option<i64>,
+}
+
+fn project_response(status: StatusCode, project: &ProjectRow) -> Response {
+    let body = axum::Json(ProjectResponse::from(project));
+    let location = (status == StatusCode::CREATED).then(|| format!("/projects/{}", project.id));
+    resource::tagged(status, body, project.id, project.version, location)
+}
+
+/// The name of a request: required on create; on PATCH, `None` when not sent.
+fn parse_name(name: Field<String>, required: bool) -> Result<Option<ProjectName>, ApiError> {
+    let invalid = |message: String| ApiError::from(ValidationErrors::single("name", message));
+    match name {
+        Field::Present(raw) => ProjectName::parse(&raw).map(Some).map_err(invalid),
+        Field::Null => Err(invalid("must not be null".to_owned())),
+        Field::Absent if required => Err(invalid("is required".to_owned())),
+        Field::Absent => Ok(None),
+    }
+}
+
+/// Create a project.
+///
+/// The name is trimmed; a name the caller already uses, in any case, is 409. The answer
+/// carries the new project's `ETag` and its `Location`.
+#[utoipa::path(
+    post, path = "/projects", tag = "projects",
+    security(("bearer" = [])),
+    request_body = CreateProjectRequest,
+    responses(
+        (status = 201, description = "Created", body = ProjectResponse,
+         headers(("Location" = String, description = "/projects/{id}"), ("ETag" = String, description = "Strong tag of this version"))),
+        JsonBodyErrors,
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The caller already has a project of this name (in any case)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid name", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
+    )
+)]
+pub async fn create_project(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<CreateProjectRequest>,
+) -> Result<Response, ApiError> {
+    let name = parse_name(body.name, true)?.expect("required above");
+    let client = state.database().await?;
+    let project = store::as_caller(&client, &user.caller(), async |tx| {
+        store::projects::insert(tx, user.id, &name).await
+    })
+    .await?;
+    Ok(project_response(StatusCode::CREATED, &project))
+}
+
+/// List the caller's projects.
+///
+/// Ordered by name, case-insensitively (ties by id), and paged with `limit` and `offset`.
+#[utoipa::path(
+    get, path = "/projects", tag = "projects",
+    security(("bearer" = [])),
+    params(ListProjectsQuery),
+    responses(
+        (status = 200, description = "One page of the caller's projects", body = ProjectListResponse),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid, unknown or repeated query parameter", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
+    )
+)]
+pub async fn list_projects(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = PageQuery::parse(raw.as_deref().unwrap_or_default())?;
+    let client = state.database().await?;
+    let (projects, total) = store::as_caller(&client, &user.caller(), async |tx| {
+        store::projects::list(tx, user.id, page.limit, page.offset).await
+    })
+    .await?;
+    let body = ProjectListResponse {
+        items: projects.iter().map(ProjectResponse::from).collect(),
+        total,
+        limit: page.limit,
+        offset: page.offset,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// One of the caller's projects.
+///
+/// Another user's project is 404, exactly like a missing one.
+#[utoipa::path(
+    get, path = "/projects/{id}", tag = "projects",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")),
+    responses(
+        (status = 200, description = "The project", body = ProjectResponse,
+         headers(("ETag" = String, description = "Strong tag of this version"))),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such project, or not the caller's, or not a UUID", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
+    )
+)]
+pub async fn get_project(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let client = state.database().await?;
+    let project = store::as_caller(&client, &user.caller(), async |tx| {
+        store::projects::get(tx, user.id, id).await
+    })
+    .await?;
+    Ok(project_response(StatusCode::OK, &project))
+}
+
+/// Rename a project.
+///
+/// `{}` changes nothing (the ETag stays). With `If-Match`, nothing changes unless the
+/// project still has one of the ETags named (412).
+#[utoipa::path(
+    patch, path = "/projects/{id}", tag = "projects",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Project id"),
+        ("If-Match" = Option<String>, Header, description = "ETag the project must still have (`*`: any)"),
+    ),
+    request_body = UpdateProjectRequest,
+    responses(
+        (status = 200, description = "The project", body = ProjectResponse,
+         headers(("ETag" = String, description = "Strong tag of the current version"))),
+        JsonBodyErrors,
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such project, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The caller already has another project of this name (in any case)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match is stale: nothing changed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid name", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
+    )
+)]
+pub async fn update_project(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<UpdateProjectRequest>,
+) -> Result<Response, ApiError> {
+    let name = parse_name(body.name, false)?;
+    let precondition = resource::precondition(&headers, id);
+    let client = state.database().await?;
+    let caller = user.caller();
+    let project = match name {
+        Some(name) => {
+            store::as_caller(&client, &caller, async |tx| {
+                store::projects::rename(tx, user.id, id, &name, &precondition).await
+            })
+            .await?
+        }
+        None => {
+            // `{}` changes nothing, so the version (and ETag) stays; the precondition holds.
+            let project = store::as_caller(&client, &caller, async |tx| {
+                store::projects::get(tx, user.id, id).await
+            })
+            .await?;
+            if let Some(versions) = precondition.versions()
+                && !versions.contains(&project.version)
+            {
+                return Err(StoreError::PreconditionFailed.into());
+            }
+            project
+        }
+    };
+    Ok(project_response(StatusCode::OK, &project))
+}
+
+/// Delete a project and all its tasks.
+///
+/// The project and every task in it are deleted in one transaction. With `If-Match`, nothing
+/// is deleted unless the project still has one of the ETags named (412).
+#[utoipa::path(
+    delete, path = "/projects/{id}", tag = "projects",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Project id"),
+        ("If-Match" = Option<String>, Header, description = "ETag the project must still have (`*`: any)"),
+    ),
+    responses(
+        (status = 204, description = "Deleted, with its tasks"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such project, or not the caller's", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match is stale: nothing deleted", body = Problem, content_type = PROBLEM_JSON),
+        DatabaseUnavailable,
+    )
+)]
+pub async fn delete_project(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    PathId(id): PathId,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let precondition = resource::precondition(&headers, id);
+    let client = state.database().await?;
+    store::as_caller(&client, &user.caller(), async |tx| {
+        store::projects::delete(tx, user.id, id, &precondition).await
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
