@@ -697,3 +697,134 @@ async fn concurrent_task_writes_keep_label_counts_and_project_totals_exact() {
     assert_counts_agree(&app, &user, "cleared concurrently").await;
     assert_eq!(labels(&app, &user).await, json!({"items": []}));
 }
+
+#[tokio::test]
+async fn a_nul_in_a_label_is_422_and_never_a_500() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let (task, tag) = tagged_task(&app, &user, "t", json!(["x"])).await;
+    let created = app
+        .send_json(
+            Method::POST,
+            "/tasks",
+            Some(&user.token),
+            &json!({"title": "t", "labels": ["a\u{0}b"]}),
+        )
+        .await;
+    assert_eq!(assert_invalid_fields(created).await, ["labels"]);
+    let patched = write(
+        &app,
+        &user,
+        Method::PATCH,
+        &task_path(&task),
+        None,
+        Some(&json!({"labels": ["ok", "\u{0}"]})),
+    )
+    .await;
+    assert_eq!(assert_invalid_fields(patched).await, ["labels"]);
+    let renamed = rename(&app, &user, "x", json!("x\u{0}")).await;
+    assert_eq!(assert_invalid_fields(renamed).await, ["name"]);
+    // No task can carry such a label.
+    assert_problem(
+        rename(&app, &user, "x\u{0}", json!("y")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(delete(&app, &user, "x\u{0}").await, StatusCode::NOT_FOUND).await;
+    let filtered = app.get("/tasks?label=x%00", Some(&user.token)).await;
+    assert_eq!(assert_invalid_fields(filtered).await, ["label"]);
+    assert_eq!(fetch(&app, &user, &task_path(&task)).await, (task, tag));
+}
+
+#[tokio::test]
+async fn label_lengths_count_characters_not_bytes() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let fifty = "日".repeat(50);
+    let (task, _) = tagged_task(&app, &user, "t", json!([fifty, "é".repeat(50)])).await;
+    assert_eq!(task["labels"][0], fifty);
+    let response = app
+        .send_json(
+            Method::POST,
+            "/tasks",
+            Some(&user.token),
+            &json!({"title": "t", "labels": ["é".repeat(51)]}),
+        )
+        .await;
+    assert_eq!(assert_invalid_fields(response).await, ["labels"]);
+    let response = rename(&app, &user, &fifty, json!("🚀".repeat(50))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = rename(&app, &user, &"🚀".repeat(50), json!("🚀".repeat(51))).await;
+    assert_eq!(assert_invalid_fields(response).await, ["name"]);
+}
+
+#[tokio::test]
+async fn renaming_a_label_away_and_back_gives_the_tasks_new_etags_each_time() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let (task, original) = tagged_task(&app, &user, "t", json!(["home"])).await;
+    assert_eq!(
+        rename(&app, &user, "home", json!("away")).await.status(),
+        StatusCode::OK
+    );
+    let (_, away) = fetch(&app, &user, &task_path(&task)).await;
+    assert_eq!(
+        rename(&app, &user, "away", json!("home")).await.status(),
+        StatusCode::OK
+    );
+    let (back, back_tag) = fetch(&app, &user, &task_path(&task)).await;
+    assert_eq!(back["labels"], json!(["home"]));
+    assert!(
+        back_tag != original && back_tag != away,
+        "{original} {away} {back_tag}"
+    );
+    let stale = write(
+        &app,
+        &user,
+        Method::PATCH,
+        &task_path(&task),
+        Some(&original),
+        Some(&json!({"title": "late"})),
+    )
+    .await;
+    assert_problem(stale, StatusCode::PRECONDITION_FAILED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_concurrent_renames_of_one_label_exactly_one_wins_and_the_rest_find_it_gone() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let mut paths = Vec::new();
+    for n in 0..6 {
+        let (task, _) = tagged_task(&app, &user, &format!("t{n}"), json!(["x", "contested"])).await;
+        paths.push(task_path(&task));
+    }
+    let requests = (0..6)
+        .map(|n| {
+            app.request(Method::PATCH, &label_path("contested"), Some(&user.token))
+                .json(&json!({"name": format!("winner{n}")}))
+        })
+        .collect();
+    let outcomes = crate::projects::race(requests).await;
+    let winners: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, (s, _))| *s == StatusCode::OK)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:#?}");
+    for (status, body) in &outcomes {
+        assert!(
+            *status == StatusCode::OK || *status == StatusCode::NOT_FOUND,
+            "{status}: {body}"
+        );
+    }
+    let winner = format!("winner{}", winners[0]);
+    let won: Value = serde_json::from_str(&outcomes[winners[0]].1).unwrap();
+    assert_eq!(won, json!({"name": winner, "task_count": 6}));
+    for path in &paths {
+        let (task, _) = fetch(&app, &user, path).await;
+        assert_eq!(task["labels"], json!(["x", winner]));
+    }
+    assert_counts_agree(&app, &user, "after the race").await;
+}

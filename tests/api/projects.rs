@@ -1134,3 +1134,238 @@ async fn without_an_identity_projects_are_invisible_and_with_one_only_the_caller
     let bobs = list_projects(&app, &bob, "").await;
     assert_eq!(names(&bobs), ["B1"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Races, lengths, media types.
+
+/// Sends every request at once (after a barrier); the status and body of each.
+pub async fn race(requests: Vec<reqwest::RequestBuilder>) -> Vec<(StatusCode, String)> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let mut set = JoinSet::new();
+    for (n, request) in requests.into_iter().enumerate() {
+        let barrier = Arc::clone(&barrier);
+        set.spawn(async move {
+            barrier.wait().await;
+            let response = request.send().await.expect("request sent");
+            let status = response.status();
+            (n, status, response.text().await.unwrap())
+        });
+    }
+    let mut outcomes = set.join_all().await;
+    outcomes.sort_by_key(|o| o.0);
+    outcomes.into_iter().map(|(_, s, b)| (s, b)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_ten_concurrent_creates_of_one_name_in_any_case_exactly_one_is_201_and_the_rest_409() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let spellings = ["Race", "race", "RACE", "rAcE", " race "];
+    let requests = (0..10)
+        .map(|n| {
+            app.request(Method::POST, "/projects", Some(&user.token))
+                .json(&json!({"name": spellings[n % spellings.len()]}))
+        })
+        .collect();
+    let outcomes = race(requests).await;
+    let created = outcomes
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{outcomes:#?}");
+    for (status, body) in &outcomes {
+        if *status != StatusCode::CREATED {
+            assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+            let problem: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(problem["status"], 409);
+        }
+    }
+    assert_eq!(list_projects(&app, &user, "").await["total"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_moved_or_created_into_a_project_being_deleted_is_deleted_with_it_or_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    for round in 0..8 {
+        let project = create_project(&app, &user, &format!("round {round}")).await;
+        let loose = app.create_task(&user, json!({"title": "loose"})).await;
+        let requests = vec![
+            app.request(Method::DELETE, &project_path(&project), Some(&user.token)),
+            app.request(Method::PATCH, &task_path(&loose), Some(&user.token))
+                .json(&json!({"project_id": project["id"]})),
+            app.request(Method::POST, "/tasks", Some(&user.token))
+                .json(&json!({"title": "new", "project_id": project["id"]})),
+        ];
+        let outcomes = race(requests).await;
+        assert_eq!(outcomes[0].0, StatusCode::NO_CONTENT, "{outcomes:?}");
+        let (moved, moved_body) = &outcomes[1];
+        match *moved {
+            StatusCode::OK => {
+                // Moved first, then deleted with the project.
+                let gone = app.get(&task_path(&loose), Some(&user.token)).await;
+                assert_problem(gone, StatusCode::NOT_FOUND).await;
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                let problem: Value = serde_json::from_str(moved_body).unwrap();
+                assert_eq!(problem["errors"][0]["field"], "project_id", "{problem}");
+                let (still, _) = fetch(&app, &user, &task_path(&loose)).await;
+                assert_eq!(still, loose);
+            }
+            other => panic!("round {round}: PATCH answered {other}: {moved_body}"),
+        }
+        let (created, created_body) = &outcomes[2];
+        match *created {
+            StatusCode::CREATED => {
+                let task: Value = serde_json::from_str(created_body).unwrap();
+                let gone = app.get(&task_path(&task), Some(&user.token)).await;
+                assert_problem(gone, StatusCode::NOT_FOUND).await;
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                let problem: Value = serde_json::from_str(created_body).unwrap();
+                assert_eq!(problem["errors"][0]["field"], "project_id", "{problem}");
+            }
+            other => panic!("round {round}: POST answered {other}: {created_body}"),
+        }
+        let db = app.db().await;
+        let dangling: i64 = db
+            .query_one(
+                "SELECT count(*) FROM tasks WHERE project_id = $1",
+                &[&id_of(&project)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(dangling, 0);
+    }
+}
+
+#[tokio::test]
+async fn name_lengths_count_characters_not_bytes() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    for (ok, too_long) in [("é", "é"), ("🚀", "🚀"), ("日", "日")] {
+        let name = ok.repeat(100);
+        assert_eq!(create_project(&app, &user, &name).await["name"], name);
+        let response = app
+            .send_json(
+                Method::POST,
+                "/projects",
+                Some(&user.token),
+                &json!({"name": too_long.repeat(101)}),
+            )
+            .await;
+        assert_eq!(assert_invalid_fields(response).await, ["name"]);
+    }
+}
+
+#[tokio::test]
+async fn renaming_a_project_back_to_its_old_name_still_gives_a_new_etag() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let (project, original) = create_project_tagged(&app, &user, "Home").await;
+    let path = project_path(&project);
+    let away = write(
+        &app,
+        &user,
+        Method::PATCH,
+        &path,
+        None,
+        Some(&json!({"name": "Away"})),
+    )
+    .await;
+    let away = etag(&away);
+    let back = write(
+        &app,
+        &user,
+        Method::PATCH,
+        &path,
+        None,
+        Some(&json!({"name": "Home"})),
+    )
+    .await;
+    assert_eq!(back.status(), StatusCode::OK);
+    let back = etag(&back);
+    assert!(back != original && back != away, "{original} {away} {back}");
+    // The original tag is stale, though the name is the same again.
+    let response = write(&app, &user, Method::DELETE, &path, Some(&original), None).await;
+    assert_problem(response, StatusCode::PRECONDITION_FAILED).await;
+}
+
+#[tokio::test]
+async fn project_and_label_bodies_that_are_not_json_are_415_and_unparseable_ones_400() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let project = create_project(&app, &user, "Media").await;
+    app.create_task(&user, json!({"title": "t", "labels": ["x"]}))
+        .await;
+    let targets = [
+        (Method::POST, "/projects".to_owned()),
+        (Method::PATCH, project_path(&project)),
+        (Method::PATCH, "/labels/x".to_owned()),
+    ];
+    for (method, path) in &targets {
+        for content_type in [None, Some("text/plain")] {
+            let mut request = app
+                .request(method.clone(), path, Some(&user.token))
+                .body(r#"{"name":"y"}"#);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.unwrap();
+            assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        }
+        for body in ["{", "", "{\"name\": \"y\"} trailing"] {
+            let response = app
+                .request(method.clone(), path, Some(&user.token))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_problem(response, StatusCode::BAD_REQUEST).await;
+        }
+    }
+    assert_eq!(fetch(&app, &user, &project_path(&project)).await.0, project);
+    assert_eq!(list_projects(&app, &user, "").await["total"], 1);
+}
+
+#[tokio::test]
+async fn wrong_methods_on_project_and_label_routes_are_405_with_allow() {
+    let app = TestApp::spawn().await;
+    for (method, path, allowed) in [
+        (Method::PUT, "/projects", vec!["GET", "HEAD", "POST"]),
+        (Method::DELETE, "/projects", vec!["GET", "HEAD", "POST"]),
+        (
+            Method::POST,
+            "/projects/00000000-0000-0000-0000-000000000000",
+            vec!["DELETE", "GET", "HEAD", "PATCH"],
+        ),
+        (
+            Method::PUT,
+            "/projects/00000000-0000-0000-0000-000000000000",
+            vec!["DELETE", "GET", "HEAD", "PATCH"],
+        ),
+        (Method::POST, "/labels", vec!["GET", "HEAD"]),
+        (Method::GET, "/labels/work", vec!["DELETE", "PATCH"]),
+        (Method::PUT, "/labels/work", vec!["DELETE", "PATCH"]),
+    ] {
+        let response = app
+            .request(method.clone(), path, None)
+            .send()
+            .await
+            .unwrap();
+        let mut allow: Vec<String> = response
+            .headers()
+            .get("allow")
+            .unwrap_or_else(|| panic!("no Allow on {method} {path}"))
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        allow.sort();
+        assert_eq!(allow, allowed, "{method} {path}");
+        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
+}
