@@ -27,21 +27,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "scenario.lua"
 PASSWORD = "benchmark passphrase 42"
-SCENARIOS = ["list", "get", "create", "patch", "mixed", "login", "health"]
+SCENARIOS = ["list", "list_project", "list_label", "get", "create", "patch", "mixed", "login",
+             "health"]
+# The label the `list_label` scenario filters by; about half of the seeded tasks carry it.
+BENCH_LABEL = "work"
 
 # The SQL each scenario's request issues, as the store sends it (src/store/*.rs), for pgbench.
 # :n picks a random seeded user; its id and one of its tasks come from bench_users. The API
 # pipelines BEGIN, the session check, the statements and COMMIT in one round trip; pgbench
 # does the same with \startpipeline.
 COLUMNS = ("id, title, description, status::text, priority::text, due_at, completed_at, "
-           "version, created_at, updated_at")
+           "version, created_at, updated_at, project_id, labels")
 OWNER = "(SELECT id FROM bench_users WHERE n = :n)"
 TASK = "(SELECT task FROM bench_users WHERE n = :n)"
+PROJECT = "(SELECT project FROM bench_users WHERE n = :n)"
 SESSION = (f"SELECT set_config('taskapi.user_id', u.id::text, true) FROM users u "
            f"WHERE u.id = {OWNER} AND u.token_version = 1 AND NOT EXISTS "
            f"(SELECT 1 FROM revoked_tokens r WHERE r.jti = '00000000-0000-0000-0000-000000000000');")
-FILTERS = (f"owner_id = {OWNER} AND (NULL::text[] IS NULL) AND (NULL::text[] IS NULL) "
-           f"AND (NULL::timestamptz IS NULL) AND (NULL::timestamptz IS NULL) AND (NULL::text IS NULL)")
+
+
+def filters(project="NULL::uuid", labels="NULL::text[]"):
+    """The list filters as src/store/tasks.rs writes them, with these values bound."""
+    return (f"owner_id = {OWNER} AND (NULL::text[] IS NULL) AND (NULL::text[] IS NULL) "
+            f"AND (NULL::timestamptz IS NULL) AND (NULL::timestamptz IS NULL) AND (NULL::text IS NULL) "
+            f"AND ({project} IS NULL OR project_id = {project}) AND (NOT false OR project_id IS NULL) "
+            f"AND ({labels} IS NULL OR labels @> {labels})")
+
+
+FILTERS = filters()
+PROJECT_FILTERS = filters(project=f"{PROJECT}::uuid")
+LABEL_FILTERS = filters(labels=f"ARRAY['{BENCH_LABEL}']::text[]")
+LIST_ORDER = "ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 0"
 
 
 def pipelined(*statements):
@@ -50,20 +66,33 @@ def pipelined(*statements):
 
 
 PGBENCH_SCRIPTS = {
+    # Unfiltered, and filtered by one project or one label alone, `total` is a trigger-kept
+    # count (src/store/tasks.rs), not a count over the tasks.
     "list": pipelined(
-        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 0;",
-        f"SELECT count(*) FROM tasks WHERE {FILTERS};"),
+        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} {LIST_ORDER};",
+        f"SELECT task_count::int8 FROM users WHERE id = {OWNER};"),
+    "list_project": pipelined(
+        f"SELECT {COLUMNS} FROM tasks WHERE {PROJECT_FILTERS} {LIST_ORDER};",
+        f"SELECT coalesce((SELECT task_count::int8 FROM projects WHERE owner_id = {OWNER} "
+        f"AND id = {PROJECT}), 0);"),
+    "list_label": pipelined(
+        f"SELECT {COLUMNS} FROM tasks WHERE {LABEL_FILTERS} {LIST_ORDER};",
+        f"SELECT coalesce((SELECT task_count::int8 FROM label_counts WHERE owner_id = {OWNER} "
+        f"AND label = '{BENCH_LABEL}'), 0);"),
     "get": pipelined(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
     "create": pipelined(
-        "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at) "
+        "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at, "
+        "project_id, labels) "
         f"VALUES ({OWNER}, 'Benchmark task', 'created under load', 'todo', 'high', "
-        "'2027-01-15T09:00:00Z', NULL) RETURNING " + COLUMNS + ";"),
+        "'2027-01-15T09:00:00Z', NULL, NULL, '{}') RETURNING " + COLUMNS + ";"),
     "patch": pipelined(
         "UPDATE tasks SET title = COALESCE(NULL::text, title), "
         "description = CASE WHEN false THEN NULL::text ELSE description END, "
         "status = COALESCE(NULL::text::task_status, status), "
         "priority = COALESCE('low'::text::task_priority, priority), "
         "due_at = CASE WHEN false THEN NULL::timestamptz ELSE due_at END, "
+        "project_id = CASE WHEN false THEN NULL::uuid ELSE project_id END, "
+        "labels = COALESCE(NULL::text[], labels), "
         "completed_at = CASE WHEN COALESCE(NULL::text::task_status, status) = 'done' "
         "THEN COALESCE(completed_at, now()) END, version = version + 1, updated_at = now() "
         # No If-Match in the scenario, so no existence check follows the UPDATE (src/store/tasks.rs).
@@ -85,8 +114,8 @@ def plain(*statements):
 
 WITHOUT_RLS = {
     "list": plain(
-        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 0;",
-        f"SELECT count(*) FROM tasks WHERE {FILTERS};"),
+        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} {LIST_ORDER};",
+        f"SELECT task_count::int8 FROM users WHERE id = {OWNER};"),
     "get": plain(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
 }
 
@@ -127,6 +156,8 @@ def seed_user(port, index, tasks_per_user, run_id):
     status, body = client.call("POST", "/auth/login", {"email": email, "password": PASSWORD})
     assert status == 200, f"login: {status}"
     token = body["access_token"]
+    status, project = client.call("POST", "/projects", {"name": f"Bench project {index}"}, token)
+    assert status == 201, f"project: {status}"
     first_task = None
     for t in range(tasks_per_user):
         task = {
@@ -138,10 +169,14 @@ def seed_user(port, index, tasks_per_user, run_id):
             task["due_at"] = f"2027-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z"
         if rng.random() < 0.5:
             task["description"] = "Details " * rng.randint(1, 20)
+        # About half the tasks in the user's project, half carrying BENCH_LABEL.
+        if rng.random() < 0.5:
+            task["project_id"] = project["id"]
+        task["labels"] = [label for label in (BENCH_LABEL, "home", "later") if rng.random() < 0.5]
         status, body = client.call("POST", "/tasks", task, token)
         assert status == 201, f"create: {status}"
         first_task = first_task or body["id"]
-    return token, first_task, email
+    return token, first_task, email, project["id"]
 
 
 def peak_rss_reset(pid):
@@ -226,7 +261,14 @@ def psql(pg, sql):
 # million-row fill crawl) and recount once afterwards. Superuser only; the owners exist.
 BULK = "SET session_replication_role = replica; "
 RECOUNT = ("UPDATE users u SET task_count = c.n FROM (SELECT owner_id, count(*) AS n FROM tasks "
-           "GROUP BY owner_id) c WHERE c.owner_id = u.id AND u.task_count <> c.n; ANALYZE tasks;")
+           "GROUP BY owner_id) c WHERE c.owner_id = u.id AND u.task_count <> c.n; "
+           "UPDATE projects p SET task_count = c.n FROM (SELECT project_id, count(*) AS n FROM tasks "
+           "WHERE project_id IS NOT NULL GROUP BY project_id) c WHERE c.project_id = p.id "
+           "AND p.task_count <> c.n; "
+           "INSERT INTO label_counts (owner_id, label, task_count) SELECT owner_id, l, count(*) "
+           "FROM tasks, unnest(labels) l GROUP BY owner_id, l "
+           "ON CONFLICT (owner_id, label) DO UPDATE SET task_count = excluded.task_count; "
+           "ANALYZE tasks;")
 
 
 def run_scale(port, pg, args, workdir, data_file):
@@ -237,17 +279,24 @@ def run_scale(port, pg, args, workdir, data_file):
     for size in (10, 1_000, 10_000):
         email = f"scale-{size}-{int(time.time())}@example.com"
         assert client.call("POST", "/auth/register", {"email": email, "password": PASSWORD})[0] == 201
-        psql(pg, BULK + f"INSERT INTO tasks (owner_id, title, priority, due_at) "
-                 f"SELECT u.id, 'Scale task ' || g, (ARRAY['low','medium','high','urgent'])[1 + g % 4]::task_priority, "
-                 f"now() + g * interval '1 hour' FROM users u, generate_series(1, {size}) g WHERE u.email = '{email}'; "
-                 + RECOUNT)
         _, body = client.call("POST", "/auth/login", {"email": email, "password": PASSWORD})
-        _, page = client.call("GET", "/tasks?limit=1", token=body["access_token"])
+        token = body["access_token"]
+        status, project = client.call("POST", "/projects", {"name": "Scale"}, token)
+        assert status == 201, f"project: {status}"
+        # Half the tasks in the project and a third carrying the label.
+        psql(pg, BULK + f"INSERT INTO tasks (owner_id, title, priority, due_at, project_id, labels) "
+                 f"SELECT u.id, 'Scale task ' || g, (ARRAY['low','medium','high','urgent'])[1 + g % 4]::task_priority, "
+                 f"now() + g * interval '1 hour', CASE WHEN g % 2 = 0 THEN '{project['id']}'::uuid END, "
+                 f"CASE WHEN g % 3 = 0 THEN ARRAY['{BENCH_LABEL}'] ELSE '{{}}' END "
+                 f"FROM users u, generate_series(1, {size}) g WHERE u.email = '{email}'; "
+                 + RECOUNT)
+        _, page = client.call("GET", "/tasks?limit=1", token=token)
         one = workdir / f"scale-{size}.tsv"
-        one.write_text(f"{body['access_token']}\t{page['items'][0]['id']}\t{email}\t{PASSWORD}\n")
-        run = run_wrk(port, "list", 16, args.duration, one)
-        rows.append({"what": f"list, {size} tasks in the account", **run})
-        log(f"growth  list @ {size:>6} tasks/user: {run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms")
+        one.write_text(f"{token}\t{page['items'][0]['id']}\t{email}\t{PASSWORD}\t{project['id']}\n")
+        for scenario in ("list", "list_project", "list_label"):
+            run = run_wrk(port, scenario, 16, args.duration, one)
+            rows.append({"what": f"{scenario}, {size} tasks in the account", **run})
+            log(f"growth  {scenario} @ {size:>6} tasks/user: {run['rps']:.0f} req/s, p50 {run['p50_ms']:.2f} ms")
     for total in (100_000, 1_000_000):
         psql(pg, BULK + "CREATE TEMP TABLE f AS SELECT id FROM users LIMIT 1; "
                  f"INSERT INTO tasks (owner_id, title) SELECT (SELECT id FROM f), 'Filler ' || g "
@@ -331,17 +380,18 @@ def main():
             seeded = list(pool.map(lambda i: seed_user(port, i, args.tasks_per_user, run_id), range(args.users)))
         log(f"seeded in {time.time() - started:.1f}s")
         data_file = workdir / "users.tsv"
-        data_file.write_text("".join(f"{t}\t{task}\t{email}\t{PASSWORD}\n" for t, task, email in seeded))
+        data_file.write_text("".join(f"{t}\t{task}\t{email}\t{PASSWORD}\t{project}\n"
+                                     for t, task, email, project in seeded))
 
         pg = {"pgbench": shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench",
               "psql": shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql",
               "socket": str(data_dir / "run")}
-        rows = ",".join(f"({i + 1}, '{task}')" for i, (_, task, _) in enumerate(seeded))
-        emails = ",".join(f"({i + 1}, '{email}')" for i, (_, _, email) in enumerate(seeded))
-        setup = (f"CREATE TABLE bench_users (n int PRIMARY KEY, id uuid, task uuid);"
-                 f"CREATE TEMP TABLE t (n int, task uuid); INSERT INTO t VALUES {rows};"
+        rows = ",".join(f"({i + 1}, '{task}', '{project}')" for i, (_, task, _, project) in enumerate(seeded))
+        emails = ",".join(f"({i + 1}, '{email}')" for i, (_, _, email, _) in enumerate(seeded))
+        setup = (f"CREATE TABLE bench_users (n int PRIMARY KEY, id uuid, task uuid, project uuid);"
+                 f"CREATE TEMP TABLE t (n int, task uuid, project uuid); INSERT INTO t VALUES {rows};"
                  f"CREATE TEMP TABLE e (n int, email text); INSERT INTO e VALUES {emails};"
-                 f"INSERT INTO bench_users SELECT t.n, u.id, t.task FROM t JOIN e USING (n) JOIN users u ON u.email = e.email;"
+                 f"INSERT INTO bench_users SELECT t.n, u.id, t.task, t.project FROM t JOIN e USING (n) JOIN users u ON u.email = e.email;"
                  f"GRANT SELECT ON bench_users TO taskapi_app; ANALYZE;")
         subprocess.run([pg["psql"], "-q", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi", "-c", setup],
                        check=True, capture_output=True)

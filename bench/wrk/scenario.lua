@@ -1,6 +1,7 @@
--- One wrk script for every scenario (BENCH_SCENARIO): list, get, create, patch, mixed,
--- login, health. BENCH_DATA is a TSV of "token<TAB>task id<TAB>email<TAB>password" lines,
--- one per seeded user; each request picks a random user. BENCH_DELAY_MS paces each
+-- One wrk script for every scenario (BENCH_SCENARIO): list, list_project, list_label, get,
+-- create, patch, mixed, login, health. BENCH_DATA is a TSV of
+-- "token<TAB>task id<TAB>email<TAB>password<TAB>project id" lines, one per seeded user; each
+-- request picks a random user. BENCH_DELAY_MS paces each
 -- connection (used for the latency-at-half-load runs).
 
 local scenario = os.getenv("BENCH_SCENARIO") or "list"
@@ -14,8 +15,10 @@ function init(args)
   -- Threads start together: mix in the thread's table address so they don't share a sequence.
   math.randomseed(os.time() * 1000 + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000))
   for line in io.lines(data_path) do
-    local token, task, email, password = line:match("([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)")
-    users[#users + 1] = { auth = "Bearer " .. token, task = task, email = email, password = password }
+    local token, task, email, password, project =
+      line:match("([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)")
+    users[#users + 1] = { auth = "Bearer " .. token, task = task, email = email, password = password,
+                          project = project }
   end
 end
 
@@ -37,6 +40,10 @@ function request()
   end
   if kind == "list" then
     return wrk.format("GET", "/tasks?limit=20", with_auth(user))
+  elseif kind == "list_project" then
+    return wrk.format("GET", "/tasks?limit=20&project_id=" .. user.project, with_auth(user))
+  elseif kind == "list_label" then
+    return wrk.format("GET", "/tasks?limit=20&label=work", with_auth(user))
   elseif kind == "get" then
     return wrk.format("GET", "/tasks/" .. user.task, with_auth(user))
   elseif kind == "create" then
