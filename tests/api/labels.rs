@@ -828,3 +828,30 @@ async fn of_concurrent_renames_of_one_label_exactly_one_wins_and_the_rest_find_i
     }
     assert_counts_agree(&app, &user, "after the race").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_a_label_from_its_last_two_tasks_at_once_succeeds_for_both() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    for round in 0..20 {
+        let label = format!("pair{round}");
+        let (first, _) = tagged_task(&app, &user, "first", json!([label, "kept"])).await;
+        let (second, _) = tagged_task(&app, &user, "second", json!([label])).await;
+        // Half the rounds clear the labels, half delete the tasks: both drop the count twice.
+        let requests = [&first, &second]
+            .iter()
+            .map(|task| {
+                if round % 2 == 0 {
+                    app.request(Method::PATCH, &task_path(task), Some(&user.token))
+                        .json(&json!({"labels": []}))
+                } else {
+                    app.request(Method::DELETE, &task_path(task), Some(&user.token))
+                }
+            })
+            .collect();
+        for (status, body) in crate::projects::race(requests).await {
+            assert!(status.is_success(), "round {round}: {status} {body}");
+        }
+        assert_counts_agree(&app, &user, &format!("round {round}")).await;
+    }
+}
