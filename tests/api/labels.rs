@@ -855,3 +855,26 @@ async fn removing_a_label_from_its_last_two_tasks_at_once_succeeds_for_both() {
         assert_counts_agree(&app, &user, &format!("round {round}")).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adding_and_removing_a_label_at_once_keeps_its_count_exact() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    for round in 0..20 {
+        let label = format!("flip{round}");
+        let (holder, _) = tagged_task(&app, &user, "holder", json!([label])).await;
+        let (other, _) = tagged_task(&app, &user, "other", json!(["x"])).await;
+        let requests = vec![
+            app.request(Method::PATCH, &task_path(&holder), Some(&user.token))
+                .json(&json!({"labels": []})),
+            app.request(Method::PATCH, &task_path(&other), Some(&user.token))
+                .json(&json!({"labels": ["x", label]})),
+            app.request(Method::POST, "/tasks", Some(&user.token))
+                .json(&json!({"title": "newcomer", "labels": [label]})),
+        ];
+        for (status, body) in crate::projects::race(requests).await {
+            assert!(status.is_success(), "round {round}: {status} {body}");
+        }
+        assert_counts_agree(&app, &user, &format!("round {round}")).await;
+    }
+}

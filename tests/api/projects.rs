@@ -1369,3 +1369,72 @@ async fn wrong_methods_on_project_and_label_routes_are_405_with_allow() {
         assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
     }
 }
+
+#[tokio::test]
+async fn project_if_match_compares_strongly_and_accepts_a_list_holding_the_current_tag() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let (project, tag) = create_project_tagged(&app, &user, "Picky").await;
+    let (_, foreign) = create_project_tagged(&app, &user, "Other").await;
+    let path = project_path(&project);
+    let weak = format!("W/{tag}");
+    let unquoted = tag.trim_matches('"').to_owned();
+    for bad in [
+        weak.as_str(),
+        foreign.as_str(),
+        unquoted.as_str(),
+        "\"\"",
+        "garbage",
+    ] {
+        let response = write(
+            &app,
+            &user,
+            Method::PATCH,
+            &path,
+            Some(bad),
+            Some(&json!({"name": "changed"})),
+        )
+        .await;
+        assert_problem(response, StatusCode::PRECONDITION_FAILED).await;
+        let response = write(&app, &user, Method::DELETE, &path, Some(bad), None).await;
+        assert_problem(response, StatusCode::PRECONDITION_FAILED).await;
+    }
+    assert_eq!(
+        fetch(&app, &user, &path).await,
+        (project.clone(), tag.clone())
+    );
+
+    // A task's tag is not a project's, even for the project's own tasks.
+    let task = app
+        .create_task(&user, json!({"title": "t", "project_id": project["id"]}))
+        .await;
+    let (_, task_tag) = fetch(&app, &user, &task_path(&task)).await;
+    let response = write(&app, &user, Method::DELETE, &path, Some(&task_tag), None).await;
+    assert_problem(response, StatusCode::PRECONDITION_FAILED).await;
+
+    let list = format!("{foreign}, {weak}, {tag}");
+    let response = write(
+        &app,
+        &user,
+        Method::PATCH,
+        &path,
+        Some(&list),
+        Some(&json!({"name": "listed"})),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let fresh = etag(&response);
+    let response = app
+        .request(Method::DELETE, &path, Some(&user.token))
+        .header(IF_MATCH, tag.as_str())
+        .header(IF_MATCH, fresh.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_problem(
+        app.get(&task_path(&task), Some(&user.token)).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
