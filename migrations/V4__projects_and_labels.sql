@@ -110,8 +110,10 @@ BEGIN
         WHERE owner_id = OLD.owner_id AND label = ANY (removed);
     END IF;
     IF cardinality(added) > 0 THEN
+        -- In label order, as the UPDATE and DELETE above lock them (index order): two tasks
+        -- gaining the same labels in different orders never wait on each other crosswise.
         INSERT INTO label_counts AS c (owner_id, label, task_count)
-            SELECT NEW.owner_id, l, 1 FROM unnest(added) l
+            SELECT NEW.owner_id, l, 1 FROM unnest(added) l ORDER BY l
         ON CONFLICT (owner_id, label) DO UPDATE SET task_count = c.task_count + 1;
     END IF;
     RETURN NULL;

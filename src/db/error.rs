@@ -11,8 +11,9 @@ pub enum DbError {
     /// The database cannot be reached or is shutting down: the client should retry.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// The server gave up on a statement (`lock_timeout`, `statement_timeout`): its
-    /// transaction was rolled back, so nothing it did was committed.
+    /// The server gave up on a statement (`lock_timeout`, `statement_timeout`, a deadlock
+    /// or serialization conflict): its transaction was rolled back, so nothing it did was
+    /// committed, and a retry may well succeed.
     #[error("database timed out: {0}")]
     TimedOut(String),
     #[error("unique constraint {0} violated")]
@@ -88,7 +89,15 @@ impl From<tokio_postgres::Error> for DbError {
             Self::ForeignKeyViolation(constraint)
         } else if *code == SqlState::CHECK_VIOLATION || code.code().starts_with("22") {
             Self::InvalidData(db.message().to_owned())
-        } else if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED {
+        } else if [
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            // Transient conflicts the server resolved by rolling this transaction back.
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ]
+        .contains(code)
+        {
             Self::TimedOut(describe(&error))
         } else if is_outage(code) {
             Self::Unavailable(describe(&error))

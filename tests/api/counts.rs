@@ -181,3 +181,35 @@ async fn project_and_label_counts_follow_every_kind_of_write() {
     let listed = json_body(app.get("/tasks", Some(&user.token)).await).await;
     assert_eq!(listed["total"], listed["items"].as_array().unwrap().len());
 }
+
+#[tokio::test]
+async fn tasks_gaining_the_same_labels_in_opposite_orders_at_once_all_succeed() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let labels: Vec<String> = (0..8).map(|i| format!("label {i}")).collect();
+    let mut reversed = labels.clone();
+    reversed.reverse();
+    // The counts' rows exist, so every create below locks all of them.
+    app.create_task(&user, json!({"title": "seed", "labels": labels}))
+        .await;
+    for round in 0..20 {
+        let create = |labels: &[String]| {
+            let body = json!({"title": format!("round {round}"), "labels": labels});
+            app.request(Method::POST, "/tasks", Some(&user.token))
+                .json(&body)
+                .send()
+        };
+        let (forward, backward) = tokio::join!(create(&labels), create(&reversed));
+        assert_eq!(
+            forward.unwrap().status(),
+            StatusCode::CREATED,
+            "round {round}"
+        );
+        assert_eq!(
+            backward.unwrap().status(),
+            StatusCode::CREATED,
+            "round {round}"
+        );
+    }
+    assert_counts_agree(&app, user.id, "after concurrent creates").await;
+}
