@@ -302,11 +302,22 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
         .write(true)
         .open(&path)
         .map_err(io_error(format!("cannot open {}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(StartError::AlreadyRunning(data_dir.to_owned())),
-        Err(fs::TryLockError::Error(error)) => {
-            Err(io_error(format!("cannot lock {}", path.display()))(error))
+    // A lock can outlive its holder by a moment: a process forked elsewhere in this program
+    // holds a copy of the descriptor until it execs. So a busy lock is asked again for a
+    // second before the answer is "another taskapi is running".
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StartError::AlreadyRunning(data_dir.to_owned()));
+            }
+            Err(fs::TryLockError::Error(error)) => {
+                return Err(io_error(format!("cannot lock {}", path.display()))(error));
+            }
         }
     }
 }
