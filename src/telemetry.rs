@@ -17,12 +17,7 @@ pub fn init(format: LogFormat, spec: Option<&str>) {
         let location = info
             .location()
             .map_or_else(String::new, |l| format!("{}:{}", l.file(), l.line()));
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|text| (*text).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = panic_message(info.payload());
         tracing::error!(target: "taskapi::panic", %location, %message, "panicked");
     }));
     let builder = tracing_subscriber::fmt().with_env_filter(env_filter(spec));
@@ -51,4 +46,13 @@ pub fn env_filter(spec: Option<&str>) -> EnvFilter {
         }
     }
     filter
+}
+
+/// The text a panic was raised with (`panic!("…")` carries a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }

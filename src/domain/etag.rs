@@ -41,6 +41,13 @@ impl Precondition {
         }
     }
 
+    /// Whether a resource at `version` satisfies it (for a write that changes nothing and
+    /// so checks in Rust what the UPDATE's `WHERE` would otherwise check).
+    pub fn allows(&self, version: i32) -> bool {
+        self.versions()
+            .is_none_or(|versions| versions.contains(&version))
+    }
+
     /// The versions for SQL: `None` means any.
     pub fn versions(&self) -> Option<&[i32]> {
         match self {

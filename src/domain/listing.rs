@@ -197,24 +197,19 @@ impl TaskQuery {
         let mut seen: Vec<String> = Vec::new();
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
             let key = key.as_ref();
-            if SINGLE_VALUED.contains(&key) {
-                if seen.iter().any(|k| k == key) {
-                    errors.add(key, "must be given at most once");
-                    continue;
-                }
-                seen.push(key.to_owned());
+            if SINGLE_VALUED.contains(&key) && !first_time(&mut seen, key, &mut errors) {
+                continue;
+            }
+            if page_param(
+                key,
+                &value,
+                &mut errors,
+                &mut query.limit,
+                &mut query.offset,
+            ) {
+                continue;
             }
             match key {
-                "limit" => {
-                    if let Some(limit) = errors.check(key, parse_int(&value, 1, MAX_LIMIT)) {
-                        query.limit = limit;
-                    }
-                }
-                "offset" => {
-                    if let Some(offset) = errors.check(key, parse_int(&value, 0, i64::MAX)) {
-                        query.offset = offset;
-                    }
-                }
                 "status" => {
                     if let Some(status) = errors.check(key, TaskStatus::parse(&value)) {
                         query.statuses.push(status);
@@ -268,6 +263,35 @@ impl TaskQuery {
         }
         errors.into_result(|| query)
     }
+}
+
+/// Records `key` as given; `false` (and a 422 for it) when it was given before.
+fn first_time(seen: &mut Vec<String>, key: &str, errors: &mut ValidationErrors) -> bool {
+    if seen.iter().any(|k| k == key) {
+        errors.add(key, "must be given at most once");
+        return false;
+    }
+    seen.push(key.to_owned());
+    true
+}
+
+/// Parses `limit` (1..100) or `offset` (≥ 0) into its place; `false` for any other key.
+fn page_param(
+    key: &str,
+    value: &str,
+    errors: &mut ValidationErrors,
+    limit: &mut i64,
+    offset: &mut i64,
+) -> bool {
+    let (place, min, max) = match key {
+        "limit" => (limit, 1, MAX_LIMIT),
+        "offset" => (offset, 0, i64::MAX),
+        _ => return false,
+    };
+    if let Some(parsed) = errors.check(key, parse_int(value, min, max)) {
+        *place = parsed;
+    }
+    true
 }
 
 fn parse_int(raw: &str, min: i64, max: i64) -> Result<i64, String> {
@@ -374,24 +398,12 @@ impl PageQuery {
         let mut seen: Vec<String> = Vec::new();
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
             let key = key.as_ref();
-            if seen.iter().any(|k| k == key) {
-                errors.add(key, "must be given at most once");
+            if !first_time(&mut seen, key, &mut errors)
+                || page_param(key, &value, &mut errors, &mut page.limit, &mut page.offset)
+            {
                 continue;
             }
-            seen.push(key.to_owned());
-            match key {
-                "limit" => {
-                    if let Some(limit) = errors.check(key, parse_int(&value, 1, MAX_LIMIT)) {
-                        page.limit = limit;
-                    }
-                }
-                "offset" => {
-                    if let Some(offset) = errors.check(key, parse_int(&value, 0, i64::MAX)) {
-                        page.offset = offset;
-                    }
-                }
-                unknown => errors.add(unknown, "is not a known parameter (limit, offset)"),
-            }
+            errors.add(key, "is not a known parameter (limit, offset)");
         }
         errors.into_result(|| page)
     }

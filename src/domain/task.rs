@@ -122,6 +122,32 @@ pub enum Field<T> {
     Present(T),
 }
 
+impl<R> Field<R> {
+    /// A member that may be omitted but never null: `None` when omitted.
+    pub fn optional<T>(
+        self,
+        name: &str,
+        parse: impl FnOnce(R) -> Result<T, String>,
+    ) -> Result<Option<T>, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let parsed = parse_required(&mut errors, name, self, parse);
+        errors.into_result(|| parsed)
+    }
+
+    /// A member that must be sent, and not as null.
+    pub fn required<T>(
+        self,
+        name: &str,
+        parse: impl FnOnce(R) -> Result<T, String>,
+    ) -> Result<T, ValidationErrors> {
+        if matches!(self, Self::Absent) {
+            return Err(ValidationErrors::single(name, "is required"));
+        }
+        self.optional(name, parse)
+            .map(|parsed| parsed.expect("present: checked above"))
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(match Option::<T>::deserialize(deserializer)? {

@@ -216,7 +216,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        if status_is_unauthorized(&response) {
+        if response.status() == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: tell the client how to authenticate.
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -230,20 +230,12 @@ impl IntoResponse for ApiError {
 /// The last resort for a handler that panicked (a bug: no client input may lead here):
 /// a problem+json 500, with the panic's message kept for the access log only.
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|text| (*text).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned());
+    let message = crate::telemetry::panic_message(panic.as_ref());
     let mut response = ApiError::Internal(String::new()).into_response();
     response
         .extensions_mut()
         .insert(FailureCause(format!("handler panicked: {message}")));
     response
-}
-
-fn status_is_unauthorized(response: &Response) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED
 }
 
 impl From<ValidationErrors> for ApiError {

@@ -10,7 +10,6 @@ use super::current_user::CurrentUser;
 use super::error::{ApiError, PROBLEM_JSON, Problem};
 use super::extract::{ApiJson, PathLabel};
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
-use crate::domain::ValidationErrors;
 use crate::domain::label::Label;
 use crate::domain::task::Field;
 use crate::state::AppState;
@@ -102,12 +101,7 @@ pub async fn rename_label(
     PathLabel(old): PathLabel,
     ApiJson(body): ApiJson<RenameLabelRequest>,
 ) -> Result<Response, ApiError> {
-    let invalid = |message: String| ApiError::from(ValidationErrors::single("name", message));
-    let new = match body.name {
-        Field::Present(raw) => Label::parse(&raw).map_err(invalid)?,
-        Field::Null => return Err(invalid("must not be null".to_owned())),
-        Field::Absent => return Err(invalid("is required".to_owned())),
-    };
+    let new = body.name.required("name", |raw| Label::parse(&raw))?;
     let client = state.database().await?;
     let renamed = store::as_caller(&client, &user.caller(), async |tx| {
         store::labels::rename(tx, user.id, &old, &new).await

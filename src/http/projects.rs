@@ -13,7 +13,6 @@ use super::error::{ApiError, PROBLEM_JSON, Problem};
 use super::extract::{ApiJson, PathId};
 use super::resource;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
-use crate::domain::ValidationErrors;
 use crate::domain::listing::PageQuery;
 use crate::domain::project::ProjectName;
 use crate::domain::task::Field;
@@ -95,17 +94,6 @@ fn project_response(status: StatusCode, project: &ProjectRow) -> Response {
     resource::tagged(status, body, project.id, project.version, location)
 }
 
-/// The name of a request: required on create; on PATCH, `None` when not sent.
-fn parse_name(name: Field<String>, required: bool) -> Result<Option<ProjectName>, ApiError> {
-    let invalid = |message: String| ApiError::from(ValidationErrors::single("name", message));
-    match name {
-        Field::Present(raw) => ProjectName::parse(&raw).map(Some).map_err(invalid),
-        Field::Null => Err(invalid("must not be null".to_owned())),
-        Field::Absent if required => Err(invalid("is required".to_owned())),
-        Field::Absent => Ok(None),
-    }
-}
-
 /// Create a project.
 ///
 /// The name is trimmed; a name the caller already uses, in any case, is 409. The answer
@@ -129,7 +117,7 @@ pub async fn create_project(
     user: CurrentUser,
     ApiJson(body): ApiJson<CreateProjectRequest>,
 ) -> Result<Response, ApiError> {
-    let name = parse_name(body.name, true)?.expect("required above");
+    let name = body.name.required("name", |raw| ProjectName::parse(&raw))?;
     let client = state.database().await?;
     let project = store::as_caller(&client, &user.caller(), async |tx| {
         store::projects::insert(tx, user.id, &name).await
@@ -231,7 +219,7 @@ pub async fn update_project(
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateProjectRequest>,
 ) -> Result<Response, ApiError> {
-    let name = parse_name(body.name, false)?;
+    let name = body.name.optional("name", |raw| ProjectName::parse(&raw))?;
     let precondition = resource::precondition(&headers, id);
     let client = state.database().await?;
     let caller = user.caller();
@@ -248,9 +236,7 @@ pub async fn update_project(
                 store::projects::get(tx, user.id, id).await
             })
             .await?;
-            if let Some(versions) = precondition.versions()
-                && !versions.contains(&project.version)
-            {
+            if !precondition.allows(project.version) {
                 return Err(StoreError::PreconditionFailed.into());
             }
             project

@@ -412,12 +412,10 @@ pub async fn update_task(
             store::tasks::get(tx, user.id, id).await
         })
         .await?;
-        match precondition.versions() {
-            Some(versions) if !versions.contains(&task.version) => {
-                return Err(StoreError::PreconditionFailed.into());
-            }
-            _ => task,
+        if !precondition.allows(task.version) {
+            return Err(StoreError::PreconditionFailed.into());
         }
+        task
     } else {
         store::as_caller(&client, &caller, async |tx| {
             store::tasks::update(tx, user.id, id, &changes, &precondition).await
