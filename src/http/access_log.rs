@@ -16,16 +16,14 @@ use super::error::FailureCause;
 pub async fn record(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "(no route)".to_owned(), |path| path.as_str().to_owned());
-    let request_id = request
-        .headers()
-        .get("x-request-id")
+    // Reference-counted clones, not copies: this runs on every request.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let id_header = request.headers().get("x-request-id").cloned();
+    let route = matched.as_ref().map_or("(no route)", MatchedPath::as_str);
+    let request_id = id_header
+        .as_ref()
         .and_then(|value| value.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+        .unwrap_or("-");
     let span = tracing::info_span!("request", id = %request_id);
     let response = next.run(request).instrument(span).await;
     let status = response.status().as_u16();
