@@ -11,6 +11,7 @@ use crate::auth::lockout::{ACCOUNT_WINDOW, AddressThrottle};
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{Database, Settings};
 use crate::db::{self, DbError, MigrateError, private};
+use crate::listener::{LingeringListener, Peer};
 use crate::state::{AppState, Shared};
 
 /// Why the server could not start.
@@ -207,8 +208,8 @@ impl Application {
     ) -> std::io::Result<()> {
         let router =
             crate::http::router(self.state.clone(), &self.cors_origins, self.request_timeout);
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(self.listener, service)
+        let service = router.into_make_service_with_connect_info::<Peer>();
+        let served = axum::serve(LingeringListener::new(self.listener), service)
             .with_graceful_shutdown(shutdown)
             .await;
         self.state.pool.close();

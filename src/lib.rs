@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 
 pub mod http;
+pub mod listener;
 pub mod state;
 pub mod store;
 pub mod telemetry;

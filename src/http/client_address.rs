@@ -2,7 +2,7 @@
 //! the peer is a trusted proxy (`TRUSTED_PROXIES`: addresses or CIDR ranges, parsed by the
 //! `ipnet` crate), in which case `X-Forwarded-For` is read from the right.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use ipnet::IpNet;
 
 use crate::http::error::ApiError;
+use crate::listener::Peer;
 use crate::state::AppState;
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the last
@@ -23,8 +24,10 @@ impl FromRequestParts<AppState> for ClientAddress {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+            .get::<ConnectInfo<Peer>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| {
+                info.0.address.ip()
+            });
         Ok(Self(client_address(
             peer,
             &parts.headers,

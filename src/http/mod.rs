@@ -15,6 +15,7 @@ pub mod projects;
 pub mod resource;
 pub mod responses;
 pub mod tasks;
+pub mod unread_body;
 
 use std::time::Duration;
 
@@ -318,8 +319,9 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], request_timeout: Du
 
 /// The layers around every route, innermost first: the request deadline; the panic
 /// catcher (last resort: a problem+json 500); problem bodies for responses made by axum
-/// or a layer; CORS; security headers; the request id, echoed back; the access log, inside
-/// the layer that assigns the request id.
+/// or a layer; CORS; security headers; `Connection: close` and a lingering close after a
+/// body left unread; the request id, echoed back; the access log, inside the layer that
+/// assigns the request id.
 fn with_outer_layers(
     router: Router,
     cors_origins: &[HeaderValue],
@@ -339,6 +341,7 @@ fn with_outer_layers(
     };
     router
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(unread_body::close_when_unread))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(middleware::from_fn(access_log::record))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

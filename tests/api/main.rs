@@ -15,6 +15,7 @@ mod openapi;
 mod outage;
 mod private_postgres;
 mod projects;
+mod refusals;
 mod rls;
 mod shutdown;
 mod task_projects;
