@@ -829,3 +829,72 @@ async fn a_moved_or_relabelled_task_follows_the_filters() {
     )
     .await;
 }
+
+/// The project and label filters in creation order (each has a statement of its own) page
+/// through every matching task once, both ways, ties on `created_at` broken by id.
+#[tokio::test]
+async fn project_and_label_filters_page_in_creation_order_both_ways() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let project = create_project(&app, &user, "Paged").await;
+    let project_id = id(&project).to_owned();
+    for n in 0..9 {
+        let mut body = json!({"title": format!("t{n}")});
+        if n % 2 == 0 {
+            body["project_id"] = json!(project_id);
+        }
+        if n % 3 == 0 {
+            body["labels"] = json!(["x"]);
+        }
+        app.create_task(&user, body).await;
+    }
+    // Three tasks share one creation time, so the order among them is the id's.
+    app.db()
+        .await
+        .execute(
+            "UPDATE tasks SET created_at = '2026-01-01T00:00:00Z' \
+             WHERE owner_id = $1 AND title IN ('t0', 't3', 't6')",
+            &[&user.id],
+        )
+        .await
+        .expect("created_at tied");
+    let everything = list(&app, &user, &[("limit", "100")]).await;
+    for (filter, value) in [("project_id", project_id.as_str()), ("label", "x")] {
+        for sort in ["created_at", "-created_at"] {
+            let mut expected: Vec<Value> = items(&everything)
+                .iter()
+                .filter(|task| match filter {
+                    "project_id" => task["project_id"] == json!(value),
+                    _ => task["labels"].as_array().unwrap().contains(&json!(value)),
+                })
+                .cloned()
+                .collect();
+            let key = |task: &Value| {
+                let created: time::OffsetDateTime = time::OffsetDateTime::parse(
+                    task["created_at"].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap();
+                (created, task["id"].as_str().unwrap().to_owned())
+            };
+            expected.sort_by_key(key);
+            if sort.starts_with('-') {
+                expected.reverse();
+            }
+            let mut seen = Vec::new();
+            for offset in (0..expected.len() + 2).step_by(2) {
+                let offset = offset.to_string();
+                let page = list(
+                    &app,
+                    &user,
+                    &[(filter, value), ("sort", sort), ("limit", "2"), ("offset", &offset)],
+                )
+                .await;
+                assert_eq!(page["total"], expected.len(), "{filter} {sort}");
+                seen.extend(items(&page).iter().map(|t| t["title"].clone()));
+            }
+            let expected: Vec<Value> = expected.iter().map(|t| t["title"].clone()).collect();
+            assert_eq!(seen, expected, "{filter}={value} sort={sort}");
+        }
+    }
+}
