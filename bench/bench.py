@@ -46,17 +46,11 @@ SESSION = (f"SELECT set_config('taskapi.user_id', u.id::text, true) FROM users u
            f"(SELECT 1 FROM revoked_tokens r WHERE r.jti = '00000000-0000-0000-0000-000000000000');")
 
 
-def filters(project="NULL::uuid", labels="NULL::text[]"):
-    """The list filters as src/store/tasks.rs writes them, with these values bound."""
-    return (f"owner_id = {OWNER} AND (NULL::text[] IS NULL) AND (NULL::text[] IS NULL) "
-            f"AND (NULL::timestamptz IS NULL) AND (NULL::timestamptz IS NULL) AND (NULL::text IS NULL) "
-            f"AND ({project} IS NULL OR project_id = {project}) AND (NOT false OR project_id IS NULL) "
-            f"AND ({labels} IS NULL OR labels @> {labels})")
-
-
-FILTERS = filters()
-PROJECT_FILTERS = filters(project=f"{PROJECT}::uuid")
-LABEL_FILTERS = filters(labels=f"ARRAY['{BENCH_LABEL}']::text[]")
+# Unfiltered, by one project and by one label, in creation order, the list has a statement of
+# its own (src/store/tasks.rs: LIST_OWNER_NEWEST, LIST_PROJECT_NEWEST, LIST_LABEL_NEWEST).
+FILTERS = f"owner_id = {OWNER}"
+PROJECT_FILTERS = f"owner_id = {OWNER} AND project_id = {PROJECT}"
+LABEL_FILTERS = f"owner_id = {OWNER} AND labels @> ARRAY['{BENCH_LABEL}'::text]"
 LIST_ORDER = "ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 0"
 
 
