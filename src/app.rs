@@ -11,6 +11,7 @@ use crate::auth::lockout::{ACCOUNT_WINDOW, AddressThrottle};
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{Database, Settings};
 use crate::db::{self, DbError, MigrateError, private};
+use crate::domain::cursor::CursorKey;
 use crate::listener::{LingeringListener, Peer};
 use crate::state::{AppState, Shared};
 
@@ -170,6 +171,7 @@ impl Application {
         let state = AppState(Arc::new(Shared {
             pool,
             tokens: TokenService::new(&settings.secret_key, settings.access_token_expire_minutes),
+            cursors: CursorKey::derive(settings.secret_key.expose()),
             hasher,
             openapi_json: Arc::new(openapi_json),
             login_throttle: AddressThrottle::new(

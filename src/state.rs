@@ -7,6 +7,7 @@ use deadpool_postgres::Pool;
 
 use crate::auth::lockout::AddressThrottle;
 use crate::auth::{PasswordHasher, TokenService};
+use crate::domain::cursor::CursorKey;
 
 /// What every handler can reach. One `Arc`: axum clones the state for every request.
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub pool: Pool,
     pub tokens: TokenService,
+    /// Seals and opens the opaque cursors of `/changes` and `/tasks`.
+    pub cursors: CursorKey,
     pub hasher: PasswordHasher,
     /// `/openapi.json`, rendered once.
     pub openapi_json: Arc<String>,

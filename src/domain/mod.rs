@@ -1,6 +1,7 @@
 //! Pure types and rules of the product: parsed once at the edge, trusted everywhere after.
 //! No HTTP and no SQL here.
 
+pub mod cursor;
 pub mod email;
 pub mod etag;
 pub mod label;

@@ -887,7 +887,12 @@ async fn project_and_label_filters_page_in_creation_order_both_ways() {
                 let page = list(
                     &app,
                     &user,
-                    &[(filter, value), ("sort", sort), ("limit", "2"), ("offset", &offset)],
+                    &[
+                        (filter, value),
+                        ("sort", sort),
+                        ("limit", "2"),
+                        ("offset", &offset),
+                    ],
                 )
                 .await;
                 assert_eq!(page["total"], expected.len(), "{filter} {sort}");
