@@ -95,6 +95,11 @@ pub struct RawSettings {
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub request_timeout_ms: u64,
+    /// How long the change feed remembers deletions (days); a `since` cursor older than
+    /// this is 410 Gone.
+    #[arg(long, env = "CHANGES_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub changes_retention_days: u32,
     /// Longest time the database may spend on one statement before it gives up and rolls
     /// back (milliseconds).
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 5_000,
@@ -175,6 +180,8 @@ pub struct Settings {
     pub database_timeouts: crate::db::SessionTimeouts,
     pub request_timeout: std::time::Duration,
     pub allow_rls_bypass: bool,
+    /// How long the change feed remembers deletions (`CHANGES_RETENTION_DAYS`).
+    pub changes_retention: std::time::Duration,
 }
 
 /// A setting that cannot be used.
@@ -261,6 +268,9 @@ impl RawSettings {
             },
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
             allow_rls_bypass: self.allow_rls_bypass,
+            changes_retention: std::time::Duration::from_secs(
+                u64::from(self.changes_retention_days) * 86_400,
+            ),
         })
     }
 }

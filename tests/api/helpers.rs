@@ -61,6 +61,7 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         database_timeouts: Default::default(),
         request_timeout: taskapi::http::deadline::REQUEST_TIMEOUT,
         allow_rls_bypass: false,
+        changes_retention: std::time::Duration::from_secs(30 * 86_400),
     }
 }
 
