@@ -172,6 +172,7 @@ impl Application {
             pool,
             tokens: TokenService::new(&settings.secret_key, settings.access_token_expire_minutes),
             cursors: CursorKey::derive(settings.secret_key.expose()),
+            changes_retention: settings.changes_retention,
             hasher,
             openapi_json: Arc::new(openapi_json),
             login_throttle: AddressThrottle::new(
@@ -210,12 +211,43 @@ impl Application {
     ) -> std::io::Result<()> {
         let router =
             crate::http::router(self.state.clone(), &self.cors_origins, self.request_timeout);
+        let purger = tokio::spawn(purge_expired(
+            self.state.pool.clone(),
+            self.state.changes_retention,
+        ));
         let service = router.into_make_service_with_connect_info::<Peer>();
         let served = axum::serve(LingeringListener::new(self.listener), service)
             .with_graceful_shutdown(shutdown)
             .await;
+        purger.abort();
         self.state.pool.close();
         self.database.shutdown().await;
         served
+    }
+}
+
+/// How often expired tombstones and idempotency keys are purged.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Purges expired tombstones and idempotency keys now and every `PURGE_EVERY`, in small
+/// batches on one pooled connection at a time (`store::purge`). A failure (the database
+/// away) is logged and tried again next time.
+async fn purge_expired(pool: deadpool_postgres::Pool, retention: std::time::Duration) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        let Ok(client) = pool.get().await else {
+            continue;
+        };
+        let purged = async {
+            let tombstones = crate::store::purge::tombstones(&client, retention).await?;
+            let keys = crate::store::purge::idempotency_keys(&client).await?;
+            Ok::<_, DbError>((tombstones, keys))
+        };
+        match purged.await {
+            Ok((0, 0)) => {}
+            Ok((tombstones, keys)) => tracing::info!(tombstones, keys, "purged expired rows"),
+            Err(error) => tracing::warn!(error = %error, "purge failed; trying again later"),
+        }
     }
 }

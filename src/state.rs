@@ -28,6 +28,8 @@ pub struct Shared {
     pub tokens: TokenService,
     /// Seals and opens the opaque cursors of `/changes` and `/tasks`.
     pub cursors: CursorKey,
+    /// How long the change feed remembers deletions (`CHANGES_RETENTION_DAYS`).
+    pub changes_retention: std::time::Duration,
     pub hasher: PasswordHasher,
     /// `/openapi.json`, rendered once.
     pub openapi_json: Arc<String>,

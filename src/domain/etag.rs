@@ -57,6 +57,22 @@ impl Precondition {
     }
 }
 
+/// Whether an `If-None-Match` header (its values, already split into lines) matches the
+/// current version of resource `id`: RFC 9110 §13.1.2, weak comparison (`W/"…"` matches
+/// the strong tag with the same opaque part), `*` matches any existing resource.
+pub fn none_match_matches<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    id: Uuid,
+    version: i32,
+) -> bool {
+    let current = etag(id, version);
+    values
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current)
+}
+
 /// The version named by one of our own tags for task `id`. Strong comparison is
 /// character by character, so only the exact spelling we issue counts (`"…-01"` is not
 /// `"…-1"`).
@@ -70,6 +86,28 @@ fn parse_own_tag(tag: &str, id: Uuid) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_star_matches() {
+        let id = Uuid::new_v4();
+        let tag = etag(id, 3);
+        assert!(none_match_matches([tag.as_str()], id, 3));
+        assert!(none_match_matches([format!("W/{tag}").as_str()], id, 3));
+        assert!(none_match_matches(
+            [format!("\"x\", {tag}").as_str()],
+            id,
+            3
+        ));
+        assert!(none_match_matches(["\"x\"", tag.as_str()], id, 3));
+        assert!(none_match_matches(["*"], id, 3));
+        assert!(!none_match_matches([tag.as_str()], id, 4));
+        assert!(!none_match_matches(
+            [etag(Uuid::new_v4(), 3).as_str()],
+            id,
+            3
+        ));
+        assert!(!none_match_matches([], id, 3));
+    }
 
     #[test]
     fn own_tags_round_trip() {

@@ -266,7 +266,7 @@ impl TaskQuery {
 }
 
 /// Records `key` as given; `false` (and a 422 for it) when it was given before.
-fn first_time(seen: &mut Vec<String>, key: &str, errors: &mut ValidationErrors) -> bool {
+pub(super) fn first_time(seen: &mut Vec<String>, key: &str, errors: &mut ValidationErrors) -> bool {
     if seen.iter().any(|k| k == key) {
         errors.add(key, "must be given at most once");
         return false;
@@ -294,7 +294,7 @@ fn page_param(
     true
 }
 
-fn parse_int(raw: &str, min: i64, max: i64) -> Result<i64, String> {
+pub(super) fn parse_int(raw: &str, min: i64, max: i64) -> Result<i64, String> {
     match raw.parse::<i64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ if max == i64::MAX => Err(format!("must be a whole number of at least {min}")),

@@ -1,9 +1,11 @@
 //! Pure types and rules of the product: parsed once at the edge, trusted everywhere after.
 //! No HTTP and no SQL here.
 
+pub mod changes;
 pub mod cursor;
 pub mod email;
 pub mod etag;
+pub mod idempotency;
 pub mod label;
 pub mod listing;
 pub mod password;

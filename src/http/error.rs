@@ -17,6 +17,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub enum ApiError {
     #[error("malformed request body: {0}")]
     MalformedBody(String),
+    /// A request header that cannot be used (400), e.g. a malformed `Idempotency-Key`.
+    #[error("malformed header: {0}")]
+    MalformedHeader(String),
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
     #[error("not found")]
@@ -25,6 +28,9 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error("precondition failed")]
     PreconditionFailed,
+    /// What the request points at is no longer kept (410), e.g. an expired feed cursor.
+    #[error("gone: {0}")]
+    Gone(&'static str),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -107,11 +113,12 @@ fn slug(title: &str) -> String {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedBody(_) | Self::MalformedHeader(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::Gone(_) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -127,7 +134,10 @@ impl ApiError {
     fn problem(&self) -> Problem {
         let status = self.status();
         match self {
-            Self::MalformedBody(detail) => Problem::for_status(status, detail.clone()),
+            Self::MalformedBody(detail) | Self::MalformedHeader(detail) => {
+                Problem::for_status(status, detail.clone())
+            }
+            Self::Gone(detail) => Problem::for_status(status, *detail),
             Self::Unauthorized(detail) => Problem::for_status(status, *detail),
             Self::NotFound => Problem::for_status(status, "no such resource"),
             Self::Conflict(detail) => Problem::for_status(status, *detail),

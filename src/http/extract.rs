@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::domain::ValidationErrors;
+use crate::domain::idempotency::body_digest;
 use crate::http::error::ApiError;
+use crate::http::idempotency::IDEMPOTENCY_KEY;
 
 /// A JSON body, deserialised strictly: unknown fields and wrong types are 422, with the
 /// offending field named.
@@ -34,18 +36,47 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(request.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection: BytesRejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-                    _ => ApiError::MalformedBody("the request body could not be read".to_owned()),
-                })?;
+        let bytes = json_bytes(request, state).await?;
         parse_json(&bytes).map(Self)
     }
+}
+
+/// A JSON body, as `ApiJson`, and, when the request carries an `Idempotency-Key`, the digest
+/// of its canonical JSON (`domain::idempotency::body_digest`): what tells a retry of the same
+/// create from a different one.
+#[derive(Debug)]
+pub struct KeyedJson<T> {
+    pub body: T,
+    pub digest: Option<[u8; 32]>,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for KeyedJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let keyed = request.headers().contains_key(IDEMPOTENCY_KEY);
+        let bytes = json_bytes(request, state).await?;
+        let body = parse_json(&bytes)?;
+        // `parse_json` has checked the syntax, so this parse cannot fail.
+        let digest = keyed
+            .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .flatten()
+            .map(|value| body_digest(&value));
+        Ok(Self { body, digest })
+    }
+}
+
+/// The body of a request that must be JSON: 415 for another media type, 413 over the limit.
+async fn json_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !is_json(request.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection: BytesRejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::MalformedBody("the request body could not be read".to_owned()),
+        })
 }
 
 /// Syntax first, then shape (API.md "Conventions"): anything that is not one valid JSON

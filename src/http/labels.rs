@@ -103,7 +103,7 @@ pub async fn rename_label(
 ) -> Result<Response, ApiError> {
     let new = body.name.required("name", |raw| Label::parse(&raw))?;
     let client = state.database().await?;
-    let renamed = store::as_caller(&client, &user.caller(), async |tx| {
+    let renamed = store::as_writer(&client, &user.caller(), async |tx| {
         store::labels::rename(tx, user.id, &old, &new).await
     })
     .await?;
@@ -130,7 +130,7 @@ pub async fn delete_label(
     PathLabel(label): PathLabel,
 ) -> Result<StatusCode, ApiError> {
     let client = state.database().await?;
-    store::as_caller(&client, &user.caller(), async |tx| {
+    store::as_writer(&client, &user.caller(), async |tx| {
         store::labels::delete(tx, user.id, &label).await
     })
     .await?;

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod changes;
 pub mod client_address;
 pub mod current_user;
 pub mod deadline;
@@ -10,6 +11,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod labels;
 pub mod projects;
 pub mod resource;
@@ -55,6 +57,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "tasks", description = "The caller's own tasks"),
         (name = "projects", description = "The caller's projects, which group tasks"),
         (name = "labels", description = "The labels on the caller's tasks"),
+        (name = "sync", description = "The change feed: what changed since a cursor, for offline clients"),
         (name = "operations", description = "Health and documentation"),
     )
 )]
@@ -282,6 +285,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             projects::update_project,
             projects::delete_project
         ))
+        .routes(routes!(changes::list_changes))
         .routes(routes!(labels::list_labels))
         .routes(routes!(labels::rename_label, labels::delete_label))
         .routes(routes!(health::health))

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::current_user::CurrentUser;
 use super::error::{ApiError, PROBLEM_JSON, Problem};
-use super::extract::{ApiJson, PathId};
+use super::extract::{ApiJson, KeyedJson, PathId};
+use super::idempotency::{self, IdempotencyHeader};
 use super::resource;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
 use crate::domain::listing::PageQuery;
@@ -101,29 +102,41 @@ fn project_response(status: StatusCode, project: &ProjectRow) -> Response {
 #[utoipa::path(
     post, path = "/projects", tag = "projects",
     security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$",
+            description = "Makes the create safe to retry: for 24 hours, the same key with the same body (compared as JSON) replays the first response and creates nothing; with another body, 422. 1 to 255 visible ASCII characters (else 400); keys are the caller's own, per route")),
     request_body = CreateProjectRequest,
     responses(
-        (status = 201, description = "Created", body = ProjectResponse,
-         headers(("Location" = String, description = "/projects/{id}"), ("ETag" = String, description = "Strong tag of this version"))),
+        (status = 201, description = "Created (or, with `Idempotent-Replayed: true`, the first response to this `Idempotency-Key`, replayed)", body = ProjectResponse,
+         headers(("Location" = String, description = "/projects/{id}"), ("ETag" = String, description = "Strong tag of this version"),
+                 ("Idempotent-Replayed" = String, description = "`true` when this is the replay of an earlier create with the same key and body"))),
         JsonBodyErrors,
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
-        (status = 409, description = "The caller already has a project of this name (in any case)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid name", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The caller already has a project of this name (in any case), or a request with this `Idempotency-Key` is still in progress", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid name, or an `Idempotency-Key` already used with a different body", body = Problem, content_type = PROBLEM_JSON),
         DatabaseUnavailable,
     )
 )]
 pub async fn create_project(
     State(state): State<AppState>,
     user: CurrentUser,
-    ApiJson(body): ApiJson<CreateProjectRequest>,
+    key: IdempotencyHeader,
+    KeyedJson { body, digest }: KeyedJson<CreateProjectRequest>,
 ) -> Result<Response, ApiError> {
     let name = body.name.required("name", |raw| ProjectName::parse(&raw))?;
     let client = state.database().await?;
-    let project = store::as_caller(&client, &user.caller(), async |tx| {
-        store::projects::insert(tx, user.id, &name).await
+    let created = |project: &ProjectRow| project_response(StatusCode::CREATED, project);
+    let Some(keyed) = key.keyed(digest) else {
+        let project = store::as_writer(&client, &user.caller(), async |tx| {
+            store::projects::insert(tx, user.id, &name).await
+        })
+        .await?;
+        return Ok(created(&project));
+    };
+    let outcome = store::as_writer(&client, &user.caller(), async |tx| {
+        store::projects::insert_once(tx, user.id, &name, &keyed).await
     })
     .await?;
-    Ok(project_response(StatusCode::CREATED, &project))
+    idempotency::respond(outcome, created)
 }
 
 /// List the caller's projects.
@@ -166,10 +179,15 @@ pub async fn list_projects(
 #[utoipa::path(
     get, path = "/projects/{id}", tag = "projects",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Project id")),
+    params(
+        ("id" = Uuid, Path, description = "Project id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client has (weak comparison; `*`: any): when one is current, 304 without a body"),
+    ),
     responses(
         (status = 200, description = "The project", body = ProjectResponse,
          headers(("ETag" = String, description = "Strong tag of this version"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current version",
+         headers(("ETag" = String, description = "Strong tag of the current version"))),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such project, or not the caller's, or not a UUID", body = Problem, content_type = PROBLEM_JSON),
         DatabaseUnavailable,
@@ -179,12 +197,16 @@ pub async fn get_project(
     State(state): State<AppState>,
     user: CurrentUser,
     PathId(id): PathId,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.database().await?;
     let project = store::as_caller(&client, &user.caller(), async |tx| {
         store::projects::get(tx, user.id, id).await
     })
     .await?;
+    if let Some(not_modified) = resource::not_modified(&headers, project.id, project.version) {
+        return Ok(not_modified);
+    }
     Ok(project_response(StatusCode::OK, &project))
 }
 
@@ -225,7 +247,7 @@ pub async fn update_project(
     let caller = user.caller();
     let project = match name {
         Some(name) => {
-            store::as_caller(&client, &caller, async |tx| {
+            store::as_writer(&client, &caller, async |tx| {
                 store::projects::rename(tx, user.id, id, &name, &precondition).await
             })
             .await?
@@ -272,7 +294,7 @@ pub async fn delete_project(
 ) -> Result<StatusCode, ApiError> {
     let precondition = resource::precondition(&headers, id);
     let client = state.database().await?;
-    store::as_caller(&client, &user.caller(), async |tx| {
+    store::as_writer(&client, &user.caller(), async |tx| {
         store::projects::delete(tx, user.id, id, &precondition).await
     })
     .await?;

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{ApiJson, PathId};
+use super::extract::{ApiJson, KeyedJson, PathId};
+use super::idempotency::{self, IdempotencyHeader};
 use super::resource;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
 use crate::domain::listing::TaskQuery;
@@ -279,29 +280,42 @@ fn task_response(status: StatusCode, task: &TaskRow) -> Response {
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
     security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$",
+            description = "Makes the create safe to retry: for 24 hours, the same key with the same body (compared as JSON) replays the first response and creates nothing; with another body, 422. 1 to 255 visible ASCII characters (else 400); keys are the caller's own, per route")),
     request_body = CreateTaskRequest,
     responses(
-        (status = 201, description = "Created", body = TaskResponse,
-         headers(("Location" = String, description = "/tasks/{id}"), ("ETag" = String, description = "Strong tag of this version"))),
+        (status = 201, description = "Created (or, with `Idempotent-Replayed: true`, the first response to this `Idempotency-Key`, replayed)", body = TaskResponse,
+         headers(("Location" = String, description = "/tasks/{id}"), ("ETag" = String, description = "Strong tag of this version"),
+                 ("Idempotent-Replayed" = String, description = "`true` when this is the replay of an earlier create with the same key and body"))),
         JsonBodyErrors,
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "A request with this `Idempotency-Key` is still in progress", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid fields, or an `Idempotency-Key` already used with a different body", body = Problem, content_type = PROBLEM_JSON),
         DatabaseUnavailable,
     )
 )]
 pub async fn create_task(
     State(state): State<AppState>,
     user: CurrentUser,
-    ApiJson(body): ApiJson<CreateTaskRequest>,
+    key: IdempotencyHeader,
+    KeyedJson { body, digest }: KeyedJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let task = TaskInput::from(body).into_new_task()?;
     let client = state.database().await?;
     let caller = user.caller();
-    let created = store::as_caller(&client, &caller, async |tx| {
-        store::tasks::insert(tx, user.id, &task).await
+    let created = |task: &TaskRow| task_response(StatusCode::CREATED, task);
+    let Some(keyed) = key.keyed(digest) else {
+        let task = store::as_writer(&client, &caller, async |tx| {
+            store::tasks::insert(tx, user.id, &task).await
+        })
+        .await?;
+        return Ok(created(&task));
+    };
+    let outcome = store::as_writer(&client, &caller, async |tx| {
+        store::tasks::insert_once(tx, user.id, &task, &keyed).await
     })
     .await?;
-    Ok(task_response(StatusCode::CREATED, &created))
+    idempotency::respond(outcome, created)
 }
 
 /// List the caller's tasks: filtered, sorted, paged.
@@ -348,10 +362,15 @@ pub async fn list_tasks(
 #[utoipa::path(
     get, path = "/tasks/{id}", tag = "tasks",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Task id")),
+    params(
+        ("id" = Uuid, Path, description = "Task id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client has (weak comparison; `*`: any): when one is current, 304 without a body"),
+    ),
     responses(
         (status = 200, description = "The task", body = TaskResponse,
          headers(("ETag" = String, description = "Strong tag of this version"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current version",
+         headers(("ETag" = String, description = "Strong tag of the current version"))),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such task, or not the caller's, or not a UUID", body = Problem, content_type = PROBLEM_JSON),
         DatabaseUnavailable,
@@ -361,6 +380,7 @@ pub async fn get_task(
     State(state): State<AppState>,
     user: CurrentUser,
     PathId(id): PathId,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.database().await?;
     let caller = user.caller();
@@ -368,6 +388,9 @@ pub async fn get_task(
         store::tasks::get(tx, user.id, id).await
     })
     .await?;
+    if let Some(not_modified) = resource::not_modified(&headers, task.id, task.version) {
+        return Ok(not_modified);
+    }
     Ok(task_response(StatusCode::OK, &task))
 }
 
@@ -417,7 +440,7 @@ pub async fn update_task(
         }
         task
     } else {
-        store::as_caller(&client, &caller, async |tx| {
+        store::as_writer(&client, &caller, async |tx| {
             store::tasks::update(tx, user.id, id, &changes, &precondition).await
         })
         .await?
@@ -460,7 +483,7 @@ pub async fn replace_task(
     let precondition = resource::precondition(&headers, id);
     let client = state.database().await?;
     let caller = user.caller();
-    let task = store::as_caller(&client, &caller, async |tx| {
+    let task = store::as_writer(&client, &caller, async |tx| {
         store::tasks::update(tx, user.id, id, &changes, &precondition).await
     })
     .await?;
@@ -495,7 +518,7 @@ pub async fn delete_task(
     let precondition = resource::precondition(&headers, id);
     let client = state.database().await?;
     let caller = user.caller();
-    store::as_caller(&client, &caller, async |tx| {
+    store::as_writer(&client, &caller, async |tx| {
         store::tasks::delete(tx, user.id, id, &precondition).await
     })
     .await?;

@@ -2,10 +2,13 @@
 //! owner in its own `WHERE`, so a row that is not the caller's looks exactly like a
 //! missing one. Statements are prepared once per connection and cached.
 
+pub mod changes;
 pub mod health;
+pub mod idempotency;
 pub mod labels;
 pub mod login_failures;
 pub mod projects;
+pub mod purge;
 pub mod tasks;
 pub mod users;
 
@@ -155,6 +158,28 @@ pub async fn as_caller<T>(
     caller: &Caller,
     operation: impl AsyncFnOnce(&CallerTransaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    in_transaction(client, caller, false, operation).await
+}
+
+/// Like `as_caller`, for an operation that writes tasks or projects: right after the
+/// identity, the transaction takes the account's change counter (`changes::take`), which
+/// locks the account's row until it ends. The change feed needs the counter (its order is
+/// the commit order); taking it first also gives every writer of one account the same lock
+/// order (account row, then the rows it writes), so two of them never deadlock.
+pub async fn as_writer<T>(
+    client: &Client,
+    caller: &Caller,
+    operation: impl AsyncFnOnce(&CallerTransaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    in_transaction(client, caller, true, operation).await
+}
+
+async fn in_transaction<T>(
+    client: &Client,
+    caller: &Caller,
+    writes: bool,
+    operation: impl AsyncFnOnce(&CallerTransaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     let transaction = CallerTransaction {
         client,
         committing: AtomicBool::new(false),
@@ -163,10 +188,18 @@ pub async fn as_caller<T>(
         transaction.committing.store(true, Ordering::SeqCst);
         client.batch_execute("COMMIT").await
     };
-    let (begin, session, result, commit) = tokio::join!(
+    let take_counter = async {
+        if writes {
+            changes::take(&transaction).await
+        } else {
+            Ok(())
+        }
+    };
+    let (begin, session, counter, result, commit) = tokio::join!(
         biased;
         client.batch_execute("BEGIN"),
         users::open_session(&transaction, caller),
+        take_counter,
         operation(&transaction),
         commit,
     );
@@ -176,6 +209,7 @@ pub async fn as_caller<T>(
     if !current {
         return Err(users::why_not_current(client, caller).await);
     }
+    counter?;
     result
 }
 
@@ -212,6 +246,8 @@ pub fn all_statements() -> impl Iterator<Item = &'static str> {
         .chain(login_failures::STATEMENTS.iter())
         .chain(projects::STATEMENTS.iter())
         .chain(labels::STATEMENTS.iter())
+        .chain(changes::STATEMENTS.iter())
+        .chain(idempotency::STATEMENTS.iter())
         .copied()
         .chain(tasks::statements())
 }

@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::idempotency::{self, KeyedCreate, Once, Route};
 use super::{CallerTransaction, StoreError, exists_after_write, missing_or_stale};
 use crate::db::DbError;
 use crate::domain::etag::Precondition;
@@ -27,6 +28,21 @@ macro_rules! columns {
 const INSERT: &str = concat!(
     "INSERT INTO projects (owner_id, name) VALUES ($1, $2) RETURNING ",
     columns!()
+);
+
+// The create of a keyed request (`store::idempotency`), as for tasks.
+const INSERT_CLAIMED: &str = concat!(
+    "WITH created AS ( \
+         INSERT INTO projects (owner_id, name) SELECT $1::uuid, $2::text \
+         WHERE EXISTS (SELECT 1 FROM idempotency_keys \
+                       WHERE owner_id = $1 AND route = 'projects' AND key = $3 AND claim = $4) \
+         RETURNING *), \
+     remembered AS ( \
+         UPDATE idempotency_keys k SET response = to_jsonb(created) FROM created \
+         WHERE k.owner_id = $1 AND k.route = 'projects' AND k.key = $3 AND k.claim = $4) \
+     SELECT ",
+    columns!(),
+    " FROM created"
 );
 
 const GET: &str = concat!(
@@ -58,7 +74,16 @@ const DELETE: &str = "DELETE FROM projects \
 
 const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM projects WHERE id = $1 AND owner_id = $2)";
 
-pub(super) const STATEMENTS: [&str; 7] = [INSERT, GET, LIST, COUNT, RENAME, DELETE, EXISTS];
+pub(super) const STATEMENTS: [&str; 8] = [
+    INSERT,
+    INSERT_CLAIMED,
+    GET,
+    LIST,
+    COUNT,
+    RENAME,
+    DELETE,
+    EXISTS,
+];
 
 /// A project as stored.
 #[derive(Debug, Clone)]
@@ -74,12 +99,19 @@ impl TryFrom<Row> for ProjectRow {
     type Error = StoreError;
 
     fn try_from(row: Row) -> Result<Self, StoreError> {
+        Self::read(&row, 0)
+    }
+}
+
+impl ProjectRow {
+    /// The project in `row`'s columns from `at` on, in the order of `columns!()`.
+    pub(super) fn read(row: &Row, at: usize) -> Result<Self, StoreError> {
         Ok(Self {
-            id: row.try_get(0)?,
-            name: row.try_get(1)?,
-            version: row.try_get(2)?,
-            created_at: row.try_get(3)?,
-            updated_at: row.try_get(4)?,
+            id: row.try_get(at)?,
+            name: row.try_get(at + 1)?,
+            version: row.try_get(at + 2)?,
+            created_at: row.try_get(at + 3)?,
+            updated_at: row.try_get(at + 4)?,
         })
     }
 }
@@ -105,6 +137,23 @@ pub async fn insert(
         .await
         .map_err(name_taken_or)?
         .try_into()
+}
+
+/// Creates the project once for its key: see `store::idempotency`.
+pub async fn insert_once(
+    tx: &CallerTransaction<'_>,
+    owner: Uuid,
+    name: &ProjectName,
+    keyed: &KeyedCreate,
+) -> Result<Once<ProjectRow>, StoreError> {
+    let params: [&(dyn ToSql + Sync); 4] =
+        [&owner, &name.as_str(), &keyed.key.as_str(), &keyed.claim];
+    let create = async {
+        tx.query_opt(INSERT_CLAIMED, &params)
+            .await
+            .map_err(name_taken_or)
+    };
+    idempotency::create_once(tx, owner, Route::Projects, keyed, create, ProjectRow::read).await
 }
 
 pub async fn get(

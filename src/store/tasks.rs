@@ -7,6 +7,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::idempotency::{self, KeyedCreate, Once, Route};
 use super::{CallerTransaction, StoreError, exists_after_write, missing_or_stale};
 use crate::db::DbError;
 use crate::domain::etag::Precondition;
@@ -149,6 +150,26 @@ const INSERT: &str = concat!(
     columns!()
 );
 
+// The create of a keyed request (`store::idempotency`): only when this request holds the
+// key's claim, and it stores the created row in the key's `response`.
+const INSERT_CLAIMED: &str = concat!(
+    "WITH created AS ( \
+         INSERT INTO tasks (owner_id, title, description, status, priority, due_at, \
+                            completed_at, project_id, labels) \
+         SELECT $1::uuid, $2::text, $3::text, $4::text::task_status, $5::text::task_priority, \
+                $6::timestamptz, CASE WHEN $4::text = 'done' THEN now() END, $7::uuid, \
+                $8::text[] \
+         WHERE EXISTS (SELECT 1 FROM idempotency_keys \
+                       WHERE owner_id = $1 AND route = 'tasks' AND key = $9 AND claim = $10) \
+         RETURNING *), \
+     remembered AS ( \
+         UPDATE idempotency_keys k SET response = to_jsonb(created) FROM created \
+         WHERE k.owner_id = $1 AND k.route = 'tasks' AND k.key = $9 AND k.claim = $10) \
+     SELECT ",
+    columns!(),
+    " FROM created"
+);
+
 const GET: &str = concat!(
     "SELECT ",
     columns!(),
@@ -205,6 +226,7 @@ pub(super) fn statements() -> impl Iterator<Item = &'static str> {
         LIST_TITLE_ASC,
         LIST_TITLE_DESC,
         INSERT,
+        INSERT_CLAIMED,
         GET,
         EXISTS,
         UPDATE,
@@ -234,22 +256,29 @@ impl TryFrom<Row> for TaskRow {
     type Error = StoreError;
 
     fn try_from(row: Row) -> Result<Self, StoreError> {
-        let status: &str = row.try_get(3)?;
-        let priority: &str = row.try_get(4)?;
+        Self::read(&row, 0)
+    }
+}
+
+impl TaskRow {
+    /// The task in `row`'s columns from `at` on, in the order of `columns!()`.
+    pub(super) fn read(row: &Row, at: usize) -> Result<Self, StoreError> {
+        let status: &str = row.try_get(at + 3)?;
+        let priority: &str = row.try_get(at + 4)?;
         let unexpected = |what: String| StoreError::Db(DbError::Unexpected(what));
         Ok(Self {
-            id: row.try_get(0)?,
-            title: row.try_get(1)?,
-            description: row.try_get(2)?,
+            id: row.try_get(at)?,
+            title: row.try_get(at + 1)?,
+            description: row.try_get(at + 2)?,
             status: TaskStatus::parse(status).map_err(unexpected)?,
             priority: Priority::parse(priority).map_err(unexpected)?,
-            due_at: row.try_get(5)?,
-            completed_at: row.try_get(6)?,
-            version: row.try_get(7)?,
-            created_at: row.try_get(8)?,
-            updated_at: row.try_get(9)?,
-            project_id: row.try_get(10)?,
-            labels: row.try_get(11)?,
+            due_at: row.try_get(at + 5)?,
+            completed_at: row.try_get(at + 6)?,
+            version: row.try_get(at + 7)?,
+            created_at: row.try_get(at + 8)?,
+            updated_at: row.try_get(at + 9)?,
+            project_id: row.try_get(at + 10)?,
+            labels: row.try_get(at + 11)?,
         })
     }
 }
@@ -290,6 +319,34 @@ pub async fn insert(
         .await
         .map_err(foreign_key_or)?;
     row.try_into()
+}
+
+/// Creates the task once for its key: see `store::idempotency`.
+pub async fn insert_once(
+    tx: &CallerTransaction<'_>,
+    owner: Uuid,
+    task: &NewTask,
+    keyed: &KeyedCreate,
+) -> Result<Once<TaskRow>, StoreError> {
+    let labels = task.labels.to_vec();
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &owner,
+        &task.title.as_str(),
+        &task.description.as_ref().map(|d| d.as_str()),
+        &task.status.as_str(),
+        &task.priority.as_str(),
+        &task.due_at,
+        &task.project_id,
+        &labels,
+        &keyed.key.as_str(),
+        &keyed.claim,
+    ];
+    let create = async {
+        tx.query_opt(INSERT_CLAIMED, &params)
+            .await
+            .map_err(foreign_key_or)
+    };
+    idempotency::create_once(tx, owner, Route::Tasks, keyed, create, TaskRow::read).await
 }
 
 pub async fn get(tx: &CallerTransaction<'_>, owner: Uuid, id: Uuid) -> Result<TaskRow, StoreError> {

@@ -1,0 +1,152 @@
+-- The change feed (`GET /changes`) and exactly-once creates (`Idempotency-Key`).
+
+-- Each account's change counter. Every writing transaction takes the next value first
+-- (`take_change_seq`, below), which locks the account's row until the transaction ends: one
+-- account's writes therefore commit in counter order, and a reader that sees change n sees
+-- every change before it. A sequence or a clock would not be commit-ordered (a reader could
+-- see 7 committed before 6). The lock serializes one account's writes only.
+ALTER TABLE users ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
+
+-- One row per task or project the account has or had: the counter value of its latest change
+-- (so the feed is coalesced by construction), or its deletion (a tombstone, kept for
+-- CHANGES_RETENTION_DAYS, then purged). A separate table rather than a column on `tasks`: a
+-- column in an index on `tasks` would make every PATCH a non-HOT update of all its indexes.
+CREATE TABLE changes (
+    owner_id   uuid        NOT NULL,
+    kind       text        NOT NULL,
+    id         uuid        NOT NULL,
+    seq        bigint      NOT NULL,
+    deleted    boolean     NOT NULL DEFAULT false,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT changes_pkey PRIMARY KEY (owner_id, kind, id),
+    CONSTRAINT changes_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE,
+    CONSTRAINT changes_kind_valid CHECK (kind IN ('task', 'project')),
+    CONSTRAINT changes_seq_nonnegative CHECK (seq >= 0)
+);
+-- The feed: one account's changes in counter order (ties, within one transaction, by kind
+-- and id: the cursor's order).
+CREATE INDEX changes_owner_seq_idx ON changes (owner_id, seq, kind, id);
+-- The purge of expired tombstones.
+CREATE INDEX changes_tombstones_idx ON changes (changed_at) WHERE deleted;
+
+-- What exists already is in the feed from the beginning.
+INSERT INTO changes (owner_id, kind, id, seq) SELECT owner_id, 'task', id, 0 FROM tasks;
+INSERT INTO changes (owner_id, kind, id, seq) SELECT owner_id, 'project', id, 0 FROM projects;
+
+-- The account's counter value for the current transaction: taken (incremented, the row
+-- locked) on the first call, then remembered in a transaction-local setting, so a statement
+-- that writes many rows (a label rename, a project's cascade) stamps them all with one
+-- value. NULL when the account row is gone (the account itself is being deleted).
+-- SECURITY DEFINER, search path pinned: the API's role may not write the counter itself.
+CREATE FUNCTION take_change_seq(owner uuid) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+DECLARE
+    taken text := current_setting('taskapi.change_seq', true);
+    seq   bigint;
+BEGIN
+    IF taken LIKE owner::text || '/%' THEN
+        RETURN split_part(taken, '/', 2)::bigint;
+    END IF;
+    UPDATE users SET change_seq = change_seq + 1 WHERE id = owner RETURNING change_seq INTO seq;
+    IF seq IS NOT NULL THEN
+        PERFORM set_config('taskapi.change_seq', owner::text || '/' || seq, true);
+    END IF;
+    RETURN seq;
+END
+$$;
+REVOKE ALL ON FUNCTION take_change_seq(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION take_change_seq(uuid) TO taskapi_app;
+
+-- Records a task's or project's change (TG_ARGV[0]: its kind) at the transaction's counter
+-- value: an upsert, or a tombstone on delete. A project's deletion cascades to its tasks,
+-- whose own triggers record their tombstones in the same transaction.
+CREATE FUNCTION record_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+DECLARE
+    owner   uuid;
+    item    uuid;
+    seq     bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        owner := OLD.owner_id;
+        item := OLD.id;
+    ELSE
+        owner := NEW.owner_id;
+        item := NEW.id;
+    END IF;
+    seq := take_change_seq(owner);
+    IF seq IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO changes AS c (owner_id, kind, id, seq, deleted, changed_at)
+        VALUES (owner, TG_ARGV[0], item, seq, TG_OP = 'DELETE', now())
+    ON CONFLICT (owner_id, kind, id) DO UPDATE
+        SET seq = excluded.seq, deleted = excluded.deleted, changed_at = excluded.changed_at;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION record_change() FROM PUBLIC;
+
+-- Every change the API makes to a task or project bumps its version (label renames
+-- included), so an UPDATE that leaves the version alone (the trigger-kept
+-- `projects.task_count`, which no response shows) is not a change to report.
+CREATE TRIGGER tasks_record_change_insert_delete AFTER INSERT OR DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION record_change('task');
+CREATE TRIGGER tasks_record_change_update AFTER UPDATE ON tasks
+    FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)
+    EXECUTE FUNCTION record_change('task');
+CREATE TRIGGER projects_record_change_insert_delete AFTER INSERT OR DELETE ON projects
+    FOR EACH ROW EXECUTE FUNCTION record_change('project');
+CREATE TRIGGER projects_record_change_update AFTER UPDATE ON projects
+    FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)
+    EXECUTE FUNCTION record_change('project');
+
+-- Exactly-once creates: a key, claimed in the same transaction as the resource it creates,
+-- remembers the request's digest and the resource as first created (`response`, the row as
+-- JSON) for 24 hours. A failed create rolls its claim back with it.
+CREATE TABLE idempotency_keys (
+    owner_id       uuid        NOT NULL,
+    route          text        NOT NULL,
+    key            text        NOT NULL,
+    request_digest bytea       NOT NULL,
+    -- Which request holds the claim: the statements after the claim act only on their own.
+    claim          uuid        NOT NULL,
+    response       jsonb,
+    claimed_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT idempotency_keys_pkey PRIMARY KEY (owner_id, route, key),
+    CONSTRAINT idempotency_keys_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE,
+    CONSTRAINT idempotency_keys_route_valid CHECK (route IN ('tasks', 'projects')),
+    -- 1 to 255 visible ASCII characters.
+    CONSTRAINT idempotency_keys_key_valid CHECK (key ~ '^[!-~]{1,255}$'),
+    CONSTRAINT idempotency_keys_digest_valid CHECK (length(request_digest) = 32)
+);
+CREATE INDEX idempotency_keys_claimed_idx ON idempotency_keys (claimed_at);
+
+-- The second wall, as on tasks. The purge (a background task of the API, with no caller)
+-- sees and deletes only what has expired, and only while it says it is purging.
+ALTER TABLE changes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE changes FORCE ROW LEVEL SECURITY;
+CREATE POLICY changes_owner_only ON changes
+    USING (owner_id = nullif(current_setting('taskapi.user_id', true), '')::uuid)
+    WITH CHECK (owner_id = nullif(current_setting('taskapi.user_id', true), '')::uuid);
+CREATE POLICY changes_purge_select ON changes FOR SELECT
+    USING (current_setting('taskapi.purging', true) = 'on' AND deleted
+           AND changed_at < now() - interval '1 hour');
+CREATE POLICY changes_purge_delete ON changes FOR DELETE
+    USING (current_setting('taskapi.purging', true) = 'on' AND deleted
+           AND changed_at < now() - interval '1 hour');
+
+ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE idempotency_keys FORCE ROW LEVEL SECURITY;
+CREATE POLICY idempotency_keys_owner_only ON idempotency_keys
+    USING (owner_id = nullif(current_setting('taskapi.user_id', true), '')::uuid)
+    WITH CHECK (owner_id = nullif(current_setting('taskapi.user_id', true), '')::uuid);
+CREATE POLICY idempotency_keys_purge_select ON idempotency_keys FOR SELECT
+    USING (current_setting('taskapi.purging', true) = 'on'
+           AND claimed_at < now() - interval '24 hours');
+CREATE POLICY idempotency_keys_purge_delete ON idempotency_keys FOR DELETE
+    USING (current_setting('taskapi.purging', true) = 'on'
+           AND claimed_at < now() - interval '24 hours');
+
+GRANT SELECT, DELETE ON changes TO taskapi_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO taskapi_app;

@@ -1,0 +1,75 @@
+//! `Idempotency-Key` on `POST /tasks` and `POST /projects` (API.md "Conventions"): the
+//! header, and how a keyed create answers. The exactly-once part is in
+//! `store::idempotency`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+
+use crate::domain::ValidationErrors;
+use crate::domain::idempotency::IdempotencyKey;
+use crate::http::error::ApiError;
+use crate::store::idempotency::{KeyedCreate, Once};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The request's `Idempotency-Key`, if it sent one. Malformed (empty, over 255 characters,
+/// anything but visible ASCII) or sent twice: 400.
+#[derive(Debug, Clone)]
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
+            return Ok(Self(None));
+        };
+        if values.next().is_some() {
+            return Err(malformed("must be sent once"));
+        }
+        IdempotencyKey::parse(value.as_bytes())
+            .map(|key| Self(Some(key)))
+            .map_err(malformed)
+    }
+}
+
+fn malformed(why: &str) -> ApiError {
+    ApiError::MalformedHeader(format!("the Idempotency-Key header {why}"))
+}
+
+impl IdempotencyHeader {
+    /// The keyed create, when a key was sent (`digest` is then always there: `KeyedJson`
+    /// computes it whenever the header is present).
+    pub fn keyed(self, digest: Option<[u8; 32]>) -> Option<KeyedCreate> {
+        Some(KeyedCreate::new(self.0?, digest?))
+    }
+}
+
+/// The response to a keyed create: the resource's (`respond`), replays marked as such;
+/// another body under the same key is 422 and a key still in flight 409.
+pub fn respond<T>(
+    outcome: Once<T>,
+    respond: impl Fn(&T) -> Response,
+) -> Result<Response, ApiError> {
+    match outcome {
+        Once::Created(resource) => Ok(respond(&resource)),
+        Once::Replayed(resource) => {
+            let mut response = respond(&resource);
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        Once::OtherBody => Err(ApiError::Validation(ValidationErrors::single(
+            "Idempotency-Key",
+            "was already used for a create with a different body; use a new key for a new request",
+        ))),
+        Once::InFlight => Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is still in progress; retry it shortly",
+        )),
+    }
+}

@@ -1,0 +1,103 @@
+//! The change feed's SQL (migration V5). Triggers record every task and project change in
+//! `changes`, one row per object at its latest change's counter value; this module takes the
+//! counter up front in writing transactions and reads the feed (`store::purge` removes
+//! expired tombstones).
+
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::projects::ProjectRow;
+use super::tasks::TaskRow;
+use super::{CallerTransaction, StoreError};
+use crate::db::DbError;
+use crate::domain::changes::{ChangeKind, FeedPosition};
+
+// The identity set by the session statement just before; NULL (nothing taken) if the token
+// was not current.
+const TAKE: &str =
+    "SELECT take_change_seq(nullif(current_setting('taskapi.user_id', true), '')::uuid)";
+
+// One statement, so one snapshot: the changes rows and the objects they point at agree, and
+// every change at or before the last one returned has committed (the counter's lock makes
+// the counter order the commit order). `$5`: leave out tombstones (a walk from the
+// beginning, which only needs what exists).
+const FEED: &str = "SELECT c.kind, c.deleted, c.id, c.seq, \
+         t.id, t.title, t.description, t.status::text, t.priority::text, t.due_at, \
+         t.completed_at, t.version, t.created_at, t.updated_at, t.project_id, t.labels, \
+         p.id, p.name, p.version, p.created_at, p.updated_at \
+     FROM changes c \
+     LEFT JOIN tasks t ON c.kind = 'task' AND NOT c.deleted \
+         AND t.owner_id = c.owner_id AND t.id = c.id \
+     LEFT JOIN projects p ON c.kind = 'project' AND NOT c.deleted \
+         AND p.owner_id = c.owner_id AND p.id = c.id \
+     WHERE c.owner_id = $1 AND (c.seq, c.kind, c.id) > ($2, $3, $4) \
+         AND NOT (c.deleted AND $5) \
+     ORDER BY c.seq, c.kind, c.id \
+     LIMIT $6";
+
+pub(super) const STATEMENTS: [&str; 2] = [TAKE, FEED];
+
+/// One entry of the feed.
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub position: FeedPosition,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    Task(TaskRow),
+    Project(ProjectRow),
+    Deleted,
+}
+
+/// Takes the caller's change counter for this transaction (see `store::as_writer`).
+pub(super) async fn take(tx: &CallerTransaction<'_>) -> Result<(), StoreError> {
+    tx.query_one(TAKE, &[]).await.map(drop)
+}
+
+/// Up to `limit` of the owner's changes after `after`, in counter order.
+pub async fn feed(
+    tx: &CallerTransaction<'_>,
+    owner: Uuid,
+    after: &FeedPosition,
+    limit: i64,
+    without_deletions: bool,
+) -> Result<Vec<ChangeRow>, StoreError> {
+    let kind = after.kind_text();
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &owner,
+        &after.seq,
+        &kind,
+        &after.id,
+        &without_deletions,
+        &limit,
+    ];
+    tx.query(FEED, &params)
+        .await?
+        .iter()
+        .map(|row| {
+            let kind: &str = row.try_get(0)?;
+            let kind = ChangeKind::parse(kind).ok_or_else(|| {
+                StoreError::Db(DbError::Unexpected(format!("change of kind {kind:?}")))
+            })?;
+            let deleted: bool = row.try_get(1)?;
+            let position = FeedPosition {
+                seq: row.try_get(3)?,
+                kind: Some(kind),
+                id: row.try_get(2)?,
+            };
+            // The object's row is there unless deleted (one snapshot); a row missing anyway
+            // (removed behind the triggers' back) reads as a deletion rather than an error.
+            let missing = row
+                .try_get::<_, Option<Uuid>>(if kind == ChangeKind::Task { 4 } else { 16 })?
+                .is_none();
+            let change = match kind {
+                _ if deleted || missing => Change::Deleted,
+                ChangeKind::Task => Change::Task(TaskRow::read(row, 4)?),
+                ChangeKind::Project => Change::Project(ProjectRow::read(row, 16)?),
+            };
+            Ok(ChangeRow { position, change })
+        })
+        .collect()
+}

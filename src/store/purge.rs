@@ -1,0 +1,60 @@
+//! The background purge of what has expired: tombstones older than `CHANGES_RETENTION_DAYS`
+//! and idempotency keys older than 24 hours. It runs with no caller: `taskapi.purging` lets
+//! it see and delete expired rows of every account, and nothing else (the policies of
+//! migration V5). Small batches, each its own short transaction, so no request waits on it
+//! for long.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use crate::db::DbError;
+
+const BATCH: u64 = 1000;
+
+// No request writes a tombstone again (a deleted object stays deleted), so nothing here
+// waits on one; the API's role may not lock them (FOR UPDATE) anyway.
+const TOMBSTONES: &str = "DELETE FROM changes WHERE ctid = ANY (ARRAY( \
+         SELECT ctid FROM changes WHERE deleted AND changed_at < $1 LIMIT 1000))";
+
+// An expired key may be claimed again by a request right now: skip it rather than wait.
+
+const IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY( \
+         SELECT ctid FROM idempotency_keys WHERE claimed_at < now() - interval '24 hours' \
+         LIMIT 1000 FOR UPDATE SKIP LOCKED))";
+
+/// Deletes the tombstones older than `retention`, and an hour more: a transaction's `now()`
+/// (a tombstone's `changed_at`) is when it began, not when it committed. How many went.
+pub async fn tombstones(client: &Client, retention: Duration) -> Result<u64, DbError> {
+    let cutoff = OffsetDateTime::now_utc() - (retention + Duration::from_secs(3600));
+    in_batches(client, TOMBSTONES, &[&cutoff]).await
+}
+
+/// Deletes the idempotency keys (and the responses they keep) older than 24 hours.
+pub async fn idempotency_keys(client: &Client) -> Result<u64, DbError> {
+    in_batches(client, IDEMPOTENCY_KEYS, &[]).await
+}
+
+async fn in_batches(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, DbError> {
+    let mut purged = 0;
+    loop {
+        client
+            .batch_execute("BEGIN; SELECT set_config('taskapi.purging', 'on', true)")
+            .await?;
+        let deleted = client.execute(sql, params).await;
+        // After a failed DELETE this is a rollback.
+        let ended = client.batch_execute("COMMIT").await;
+        let deleted = deleted?;
+        ended?;
+        purged += deleted;
+        if deleted < BATCH {
+            return Ok(purged);
+        }
+    }
+}
