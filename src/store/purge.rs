@@ -14,16 +14,17 @@ use crate::db::DbError;
 
 const BATCH: u64 = 1000;
 
-// No request writes a tombstone again (a deleted object stays deleted), so nothing here
-// waits on one; the API's role may not lock them (FOR UPDATE) anyway.
+// No `FOR UPDATE SKIP LOCKED`: under row-level security a locking read needs an UPDATE
+// policy, which the purge has no business having. A request rarely touches an expired row
+// (a deleted object stays deleted; a key past 24 hours is claimed again only by a retry
+// that late), and then one of the two waits for the other's short transaction.
 const TOMBSTONES: &str = "DELETE FROM changes WHERE ctid = ANY (ARRAY( \
          SELECT ctid FROM changes WHERE deleted AND changed_at < $1 LIMIT 1000))";
 
-// An expired key may be claimed again by a request right now: skip it rather than wait.
 
 const IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY( \
          SELECT ctid FROM idempotency_keys WHERE claimed_at < now() - interval '24 hours' \
-         LIMIT 1000 FOR UPDATE SKIP LOCKED))";
+         LIMIT 1000))";
 
 /// Deletes the tombstones older than `retention`, and an hour more: a transaction's `now()`
 /// (a tombstone's `changed_at`) is when it began, not when it committed. How many went.

@@ -18,6 +18,7 @@ mod projects;
 mod refusals;
 mod rls;
 mod shutdown;
+mod sync_internals;
 mod task_projects;
 mod tasks_crud;
 mod tasks_list;
