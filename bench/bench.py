@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "scenario.lua"
 PASSWORD = "benchmark passphrase 42"
-SCENARIOS = ["list", "list_project", "list_label", "get", "create", "patch", "mixed", "login",
+SCENARIOS = ["list", "list_project", "list_label", "get", "create", "patch", "changes",
+             "create_idem", "mixed", "login",
              "health"]
 # The label the `list_label` scenario filters by; about half of the seeded tasks carry it.
 BENCH_LABEL = "work"
@@ -59,40 +60,93 @@ def pipelined(*statements):
     return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
 
 
-PGBENCH_SCRIPTS = {
-    # Unfiltered, and filtered by one project or one label alone, `total` is a trigger-kept
-    # count (src/store/tasks.rs), not a count over the tasks.
-    "list": pipelined(
-        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} {LIST_ORDER};",
-        f"SELECT task_count::int8 FROM users WHERE id = {OWNER};"),
-    "list_project": pipelined(
-        f"SELECT {COLUMNS} FROM tasks WHERE {PROJECT_FILTERS} {LIST_ORDER};",
-        f"SELECT coalesce((SELECT task_count::int8 FROM projects WHERE owner_id = {OWNER} "
-        f"AND id = {PROJECT}), 0);"),
-    "list_label": pipelined(
-        f"SELECT {COLUMNS} FROM tasks WHERE {LABEL_FILTERS} {LIST_ORDER};",
-        f"SELECT coalesce((SELECT task_count::int8 FROM label_counts WHERE owner_id = {OWNER} "
-        f"AND label = '{BENCH_LABEL}'), 0);"),
-    "get": pipelined(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
-    "create": pipelined(
-        "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at, "
-        "project_id, labels) "
-        f"VALUES ({OWNER}, 'Benchmark task', 'created under load', 'todo', 'high', "
-        "'2027-01-15T09:00:00Z', NULL, NULL, '{}') RETURNING " + COLUMNS + ";"),
-    "patch": pipelined(
-        "UPDATE tasks SET title = COALESCE(NULL::text, title), "
-        "description = CASE WHEN false THEN NULL::text ELSE description END, "
-        "status = COALESCE(NULL::text::task_status, status), "
-        "priority = COALESCE('low'::text::task_priority, priority), "
-        "due_at = CASE WHEN false THEN NULL::timestamptz ELSE due_at END, "
-        "project_id = CASE WHEN false THEN NULL::uuid ELSE project_id END, "
-        "labels = COALESCE(NULL::text[], labels), "
-        "completed_at = CASE WHEN COALESCE(NULL::text::task_status, status) = 'done' "
-        "THEN COALESCE(completed_at, now()) END, version = version + 1, updated_at = now() "
-        # No If-Match in the scenario, so no existence check follows the UPDATE (src/store/tasks.rs).
-        f"WHERE id = {TASK} AND owner_id = {OWNER} AND (NULL::int4[] IS NULL) RETURNING " + COLUMNS + ";"),
-    "health": "SELECT 1;\n",
-}
+# Every writing transaction takes the account's change counter first (src/store/mod.rs
+# `as_writer`; migration V5). Left out when measuring a binary from before it.
+TAKE = "SELECT take_change_seq(nullif(current_setting('taskapi.user_id', true), '')::uuid);"
+# The change feed after the cursor taken when the user's project was created (its first
+# change: counter value 1), as src/store/changes.rs writes it; limit + 1 rows.
+FEED = ("SELECT c.kind, c.deleted, c.id, c.seq, t.id, t.title, t.description, t.status::text, "
+        "t.priority::text, t.due_at, t.completed_at, t.version, t.created_at, t.updated_at, "
+        "t.project_id, t.labels, p.id, p.name, p.version, p.created_at, p.updated_at "
+        "FROM changes c LEFT JOIN tasks t ON c.kind = 'task' AND NOT c.deleted "
+        "AND t.owner_id = c.owner_id AND t.id = c.id "
+        "LEFT JOIN projects p ON c.kind = 'project' AND NOT c.deleted "
+        "AND p.owner_id = c.owner_id AND p.id = c.id "
+        f"WHERE c.owner_id = {OWNER} AND (c.seq, c.kind, c.id) > (1, 'project', {PROJECT}) "
+        "AND NOT (c.deleted AND false) ORDER BY c.seq, c.kind, c.id LIMIT 101;")
+# A keyed create (src/store/idempotency.rs): the claim, the conditional create, the look-up
+# of an earlier response; a fresh random key each time.
+CLAIM_ID = "'00000000-0000-4000-8000-000000000001'::uuid"
+KEY = "'bench-' || :k"
+CREATE_IDEM = [
+    "INSERT INTO idempotency_keys AS k (owner_id, route, key, request_digest, claim) "
+    f"VALUES ({OWNER}, 'tasks', {KEY}, decode(repeat('ab', 32), 'hex'), {CLAIM_ID}) "
+    "ON CONFLICT (owner_id, route, key) DO UPDATE SET request_digest = excluded.request_digest, "
+    "claim = excluded.claim, response = NULL, claimed_at = now() "
+    "WHERE k.claimed_at < now() - interval '24 hours';",
+    "WITH created AS (INSERT INTO tasks (owner_id, title, description, status, priority, due_at, "
+    "completed_at, project_id, labels) "
+    f"SELECT {OWNER}, 'Benchmark task', 'created under load', 'todo'::text::task_status, "
+    "'high'::text::task_priority, '2027-01-15T09:00:00Z'::timestamptz, NULL, NULL::uuid, '{}'::text[] "
+    f"WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE owner_id = {OWNER} AND route = 'tasks' "
+    f"AND key = {KEY} AND claim = {CLAIM_ID}) RETURNING *), "
+    "remembered AS (UPDATE idempotency_keys k SET response = to_jsonb(created) FROM created "
+    f"WHERE k.owner_id = {OWNER} AND k.route = 'tasks' AND k.key = {KEY} AND k.claim = {CLAIM_ID}) "
+    f"SELECT {COLUMNS} FROM created;",
+    f"SELECT k.request_digest, {COLUMNS} FROM idempotency_keys k, "
+    "jsonb_populate_record(NULL::tasks, k.response) r "
+    f"WHERE k.owner_id = {OWNER} AND k.route = 'tasks' AND k.key = {KEY} AND k.claim <> {CLAIM_ID} "
+    "AND k.response IS NOT NULL AND k.claimed_at >= now() - interval '24 hours';",
+]
+
+
+def writing(counter, *statements):
+    return pipelined(*([TAKE] if counter else []), *statements)
+
+
+def pgbench_scripts(counter):
+    """The pgbench script of every scenario; `counter`: the schema has the change counter."""
+    return {
+        # Unfiltered, and filtered by one project or one label alone, `total` is a trigger-kept
+        # count (src/store/tasks.rs), not a count over the tasks.
+        "list": pipelined(
+            f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} {LIST_ORDER};",
+            f"SELECT task_count::int8 FROM users WHERE id = {OWNER};"),
+        "list_project": pipelined(
+            f"SELECT {COLUMNS} FROM tasks WHERE {PROJECT_FILTERS} {LIST_ORDER};",
+            f"SELECT coalesce((SELECT task_count::int8 FROM projects WHERE owner_id = {OWNER} "
+            f"AND id = {PROJECT}), 0);"),
+        "list_label": pipelined(
+            f"SELECT {COLUMNS} FROM tasks WHERE {LABEL_FILTERS} {LIST_ORDER};",
+            f"SELECT coalesce((SELECT task_count::int8 FROM label_counts WHERE owner_id = {OWNER} "
+            f"AND label = '{BENCH_LABEL}'), 0);"),
+        "get": pipelined(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
+        "create": writing(
+            counter,
+            "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at, "
+            "project_id, labels) "
+            f"VALUES ({OWNER}, 'Benchmark task', 'created under load', 'todo', 'high', "
+            "'2027-01-15T09:00:00Z', NULL, NULL, '{}') RETURNING " + COLUMNS + ";"),
+        "patch": writing(
+            counter,
+            "UPDATE tasks SET title = COALESCE(NULL::text, title), "
+            "description = CASE WHEN false THEN NULL::text ELSE description END, "
+            "status = COALESCE(NULL::text::task_status, status), "
+            "priority = COALESCE('low'::text::task_priority, priority), "
+            "due_at = CASE WHEN false THEN NULL::timestamptz ELSE due_at END, "
+            "project_id = CASE WHEN false THEN NULL::uuid ELSE project_id END, "
+            "labels = COALESCE(NULL::text[], labels), "
+            "completed_at = CASE WHEN COALESCE(NULL::text::task_status, status) = 'done' "
+            "THEN COALESCE(completed_at, now()) END, version = version + 1, updated_at = now() "
+            # No If-Match in the scenario, so no existence check follows the UPDATE (src/store/tasks.rs).
+            f"WHERE id = {TASK} AND owner_id = {OWNER} AND (NULL::int4[] IS NULL) RETURNING " + COLUMNS + ";"),
+        "changes": pipelined(FEED),
+        "create_idem": "\\set k random(1, 2000000000)\n" + writing(counter, *CREATE_IDEM),
+        "health": "SELECT 1;\n",
+    }
+
+
+PGBENCH_SCRIPTS = pgbench_scripts(True)
 MIXED_WEIGHTS = {"list": 40, "get": 40, "create": 10, "patch": 10}
 
 # The same reads as before row-level security: the account check pipelined with the
@@ -152,6 +206,11 @@ def seed_user(port, index, tasks_per_user, run_id):
     token = body["access_token"]
     status, project = client.call("POST", "/projects", {"name": f"Bench project {index}"}, token)
     assert status == 201, f"project: {status}"
+    # The `changes` scenario reads everything after this cursor: the user's tasks, seeded next
+    # and created by the scenarios before it.
+    status, feed = client.call("GET", "/changes", token=token)
+    assert status == 200 and not feed["has_more"], f"changes: {status}"
+    cursor = feed["cursor"]
     first_task = None
     for t in range(tasks_per_user):
         task = {
@@ -170,7 +229,7 @@ def seed_user(port, index, tasks_per_user, run_id):
         status, body = client.call("POST", "/tasks", task, token)
         assert status == 201, f"create: {status}"
         first_task = first_task or body["id"]
-    return token, first_task, email, project["id"]
+    return token, first_task, email, project["id"], cursor
 
 
 def peak_rss_reset(pid):
@@ -201,12 +260,12 @@ def run_wrk(port, scenario, connections, duration, data_file, delay_ms=0):
     seconds = r["duration_us"] / 1e6
     ok = r["requests"] - r["non_2xx"]
     return {
-        "connections": connections,
-        "requests": r["requests"],
-        "rps": ok / seconds,
-        "errors": r["non_2xx"] + r["socket_errors"] + r["timeouts"],
-        "p50_ms": r["p50_us"] / 1000,
-        "p99_ms": r["p99_us"] / 1000,
+            "connections": connections,
+            "requests": r["requests"],
+            "rps": ok / seconds,
+            "errors": r["non_2xx"] + r["socket_errors"] + r["timeouts"],
+            "p50_ms": r["p50_us"] / 1000,
+            "p99_ms": r["p99_us"] / 1000,
     }
 
 
@@ -286,7 +345,7 @@ def run_scale(port, pg, args, workdir, data_file):
                  + RECOUNT)
         _, page = client.call("GET", "/tasks?limit=1", token=token)
         one = workdir / f"scale-{size}.tsv"
-        one.write_text(f"{token}\t{page['items'][0]['id']}\t{email}\t{PASSWORD}\t{project['id']}\n")
+        one.write_text(f"{token}\t{page['items'][0]['id']}\t{email}\t{PASSWORD}\t{project['id']}\t-\n")
         for scenario in ("list", "list_project", "list_label"):
             run = run_wrk(port, scenario, 16, args.duration, one)
             rows.append({"what": f"{scenario}, {size} tasks in the account", **run})
@@ -374,14 +433,14 @@ def main():
             seeded = list(pool.map(lambda i: seed_user(port, i, args.tasks_per_user, run_id), range(args.users)))
         log(f"seeded in {time.time() - started:.1f}s")
         data_file = workdir / "users.tsv"
-        data_file.write_text("".join(f"{t}\t{task}\t{email}\t{PASSWORD}\t{project}\n"
-                                     for t, task, email, project in seeded))
+        data_file.write_text("".join(f"{t}\t{task}\t{email}\t{PASSWORD}\t{project}\t{cursor}\n"
+                                     for t, task, email, project, cursor in seeded))
 
         pg = {"pgbench": shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench",
               "psql": shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql",
               "socket": str(data_dir / "run")}
-        rows = ",".join(f"({i + 1}, '{task}', '{project}')" for i, (_, task, _, project) in enumerate(seeded))
-        emails = ",".join(f"({i + 1}, '{email}')" for i, (_, _, email, _) in enumerate(seeded))
+        rows = ",".join(f"({i + 1}, '{task}', '{project}')" for i, (_, task, _, project, _) in enumerate(seeded))
+        emails = ",".join(f"({i + 1}, '{email}')" for i, (_, _, email, _, _) in enumerate(seeded))
         setup = (f"CREATE TABLE bench_users (n int PRIMARY KEY, id uuid, task uuid, project uuid);"
                  f"CREATE TEMP TABLE t (n int, task uuid, project uuid); INSERT INTO t VALUES {rows};"
                  f"CREATE TEMP TABLE e (n int, email text); INSERT INTO e VALUES {emails};"
@@ -389,6 +448,14 @@ def main():
                  f"GRANT SELECT ON bench_users TO taskapi_app; ANALYZE;")
         subprocess.run([pg["psql"], "-q", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi", "-c", setup],
                        check=True, capture_output=True)
+
+        # The SQL of the binary under test: one from before the change counter lacks it.
+        counter = subprocess.run(
+            [pg["psql"], "-qAt", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi", "-c",
+             "SELECT count(*) FROM pg_proc WHERE proname = 'take_change_seq'"],
+            check=True, capture_output=True, text=True).stdout.strip() != "0"
+        global PGBENCH_SCRIPTS
+        PGBENCH_SCRIPTS = pgbench_scripts(counter)
 
         cores = os.cpu_count() or 1
         hash_ms = argon2_ms() if "login" in scenarios else None

@@ -1,6 +1,7 @@
 -- One wrk script for every scenario (BENCH_SCENARIO): list, list_project, list_label, get,
--- create, patch, mixed, login, health. BENCH_DATA is a TSV of
--- "token<TAB>task id<TAB>email<TAB>password<TAB>project id" lines, one per seeded user; each
+-- create, patch, changes, create_idem, mixed, login, health. BENCH_DATA is a TSV of
+-- "token<TAB>task id<TAB>email<TAB>password<TAB>project id<TAB>changes cursor" lines, one per
+-- seeded user; each
 -- request picks a random user. BENCH_DELAY_MS paces each
 -- connection (used for the latency-at-half-load runs).
 
@@ -10,15 +11,16 @@ local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local users = {}
 local priorities = { "low", "medium", "high", "urgent" }
 local json = { ["Content-Type"] = "application/json" }
+local sent = 0
 
 function init(args)
   -- Threads start together: mix in the thread's table address so they don't share a sequence.
   math.randomseed(os.time() * 1000 + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000))
   for line in io.lines(data_path) do
-    local token, task, email, password, project =
-      line:match("([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)")
+    local token, task, email, password, project, cursor =
+      line:match("([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)")
     users[#users + 1] = { auth = "Bearer " .. token, task = task, email = email, password = password,
-                          project = project }
+                          project = project, cursor = cursor }
   end
 end
 
@@ -49,6 +51,15 @@ function request()
   elseif kind == "create" then
     return wrk.format("POST", "/tasks", with_auth(user, json),
       '{"title":"Benchmark task","description":"created under load","priority":"high","due_at":"2027-01-15T09:00:00Z"}')
+  elseif kind == "create_idem" then
+    -- A fresh key per request: every one creates (the first-time path of a keyed create).
+    sent = sent + 1
+    local key = string.format("bench-%d-%d", sent, math.random(1000000000))
+    return wrk.format("POST", "/tasks", with_auth(user, { ["Content-Type"] = "application/json",
+      ["Idempotency-Key"] = key }),
+      '{"title":"Benchmark task","description":"created under load","priority":"high","due_at":"2027-01-15T09:00:00Z"}')
+  elseif kind == "changes" then
+    return wrk.format("GET", "/changes?limit=100&since=" .. user.cursor, with_auth(user))
   elseif kind == "patch" then
     return wrk.format("PATCH", "/tasks/" .. user.task, with_auth(user, json),
       '{"priority":"' .. priorities[math.random(4)] .. '"}')
