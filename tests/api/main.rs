@@ -20,5 +20,6 @@ mod rls;
 mod shutdown;
 mod task_projects;
 mod tasks_crud;
+mod tasks_cursor;
 mod tasks_list;
 mod tokens;
