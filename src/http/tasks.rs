@@ -248,6 +248,7 @@ pub struct ListTasksQuery {
     /// while tasks are created, changed and deleted: every task that exists throughout with
     /// an unchanged sort key comes exactly once, and none comes twice unless its sort key
     /// changed.
+    #[param(min_length = 1)]
     cursor: Option<String>,
     /// Only these statuses; repeat the parameter for several.
     #[param(value_type = Option<Vec<TaskStatusSchema>>, explode = true, style = Form)]
@@ -332,7 +333,7 @@ pub async fn create_task(
     responses(
         (status = 200, description = "One page of the caller's tasks", body = TaskListResponse),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid, unknown or repeated query parameter", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid, unknown or repeated query parameter; or a `cursor` not given out to the caller for this `sort` and these filters, or sent with `offset`", body = Problem, content_type = PROBLEM_JSON),
         DatabaseUnavailable,
     )
 )]

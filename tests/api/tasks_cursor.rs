@@ -96,7 +96,11 @@ async fn one_page(app: &TestApp, user: &TestUser, pairs: &[(&str, &str)]) -> Vec
     let mut all = pairs.to_vec();
     all.push(("limit", "100"));
     let page = list(app, user, &all).await;
-    assert_eq!(page["next_cursor"], Value::Null, "{pairs:?}: all on one page");
+    assert_eq!(
+        page["next_cursor"],
+        Value::Null,
+        "{pairs:?}: all on one page"
+    );
     assert_eq!(page["total"], items(&page).len(), "{pairs:?}");
     ids(&page)
 }
@@ -205,7 +209,11 @@ async fn filter_fixture(app: &TestApp) -> FilterFixture {
     let db = app.db().await;
     let base = datetime!(2026-03-01 00:00 UTC);
     for i in 0..30_usize {
-        let title = format!("{} {}", ["Plan", "plan", "Report", "Zoo", "ärger"][i % 5], i % 4);
+        let title = format!(
+            "{} {}",
+            ["Plan", "plan", "Report", "Zoo", "ärger"][i % 5],
+            i % 4
+        );
         let description = if i % 3 == 0 {
             "the quarterly report"
         } else {
@@ -267,8 +275,16 @@ async fn cursor_walks_under_filters_match_the_one_page_in_creation_and_other_ord
         &[("status", "todo"), ("status", "done")],
         &[("q", "report")],
         &[("project_id", project), ("label", "work")],
-        &[("label", "home"), ("label", "work2"), ("priority", "urgent"), ("priority", "low")],
-        &[("due_after", "2026-12-01T10:00:00Z"), ("due_before", "2026-12-05T10:00:00Z")],
+        &[
+            ("label", "home"),
+            ("label", "work2"),
+            ("priority", "urgent"),
+            ("priority", "low"),
+        ],
+        &[
+            ("due_after", "2026-12-01T10:00:00Z"),
+            ("due_before", "2026-12-05T10:00:00Z"),
+        ],
     ];
     for filters in filter_sets {
         for sort in ["-created_at", "created_at", "-due_at", "title", "priority"] {
@@ -447,10 +463,6 @@ async fn assert_walk_is_exact_under_concurrent_writes(sort: &str) {
         },
     )
     .await;
-    assert!(
-        moved.len() >= 3 && deleted.len() >= 3 && created.len() >= 6,
-        "{sort}: the writes happened: moved {moved:?}, deleted {deleted:?}, created {created:?}"
-    );
     let mut times: HashMap<String, usize> = HashMap::new();
     for id in id_list(&walked) {
         *times.entry(id).or_default() += 1;
@@ -480,10 +492,19 @@ async fn assert_walk_is_exact_under_concurrent_writes(sort: &str) {
             );
         }
     }
+    // Checked last: a walk cut short shows first as a task missing.
+    assert!(
+        moved.len() >= 3 && deleted.len() >= 3 && created.len() >= 6,
+        "{sort}: the writes happened: moved {moved:?}, deleted {deleted:?}, created {created:?}"
+    );
     // A returned task moved ahead of the cursor comes again: the walk follows the keys, not a
     // snapshot (and the writes above did change what was ahead of the cursor).
     let early = moved_ahead_early.expect("a task moved at page 1");
-    assert_eq!(times.get(&early), Some(&2), "{sort}: {early} moved ahead of the cursor");
+    assert_eq!(
+        times.get(&early),
+        Some(&2),
+        "{sort}: {early} moved ahead of the cursor"
+    );
 }
 
 #[tokio::test]
@@ -525,8 +546,11 @@ async fn a_cursor_that_is_not_one_this_list_gave_out_is_422_naming_cursor() {
     let other = app.new_user().await;
     for owner in [&user, &other] {
         for i in 0..5 {
-            app.create_task(owner, json!({"title": format!("task {i}"), "status": "todo"}))
-                .await;
+            app.create_task(
+                owner,
+                json!({"title": format!("task {i}"), "status": "todo"}),
+            )
+            .await;
         }
     }
     let issued_for = "sort=title&status=todo";
@@ -555,13 +579,22 @@ async fn a_cursor_that_is_not_one_this_list_gave_out_is_422_naming_cursor() {
             "truncated by half".into(),
             with_cursor(issued_for, &cursor[..cursor.len() / 2]),
         ),
-        ("extended".into(), with_cursor(issued_for, &format!("{cursor}AA"))),
+        (
+            "extended".into(),
+            with_cursor(issued_for, &format!("{cursor}AA")),
+        ),
         (
             "far too long".into(),
             with_cursor(issued_for, &"A".repeat(5000)),
         ),
-        ("another sort".into(), with_cursor("sort=-title&status=todo", &cursor)),
-        ("the default sort".into(), with_cursor("status=todo", &cursor)),
+        (
+            "another sort".into(),
+            with_cursor("sort=-title&status=todo", &cursor),
+        ),
+        (
+            "the default sort".into(),
+            with_cursor("status=todo", &cursor),
+        ),
         ("a filter fewer".into(), with_cursor("sort=title", &cursor)),
         (
             "another filter value".into(),
@@ -590,6 +623,11 @@ async fn a_cursor_that_is_not_one_this_list_gave_out_is_422_naming_cursor() {
     for (what, raw) in &refused {
         let response = app.get(&format!("/tasks?{raw}"), Some(&user.token)).await;
         assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what}: {raw}"
+        );
+        assert_eq!(
             assert_invalid_fields(response).await,
             ["cursor"],
             "{what}: {raw}"
@@ -617,7 +655,12 @@ async fn a_cursor_that_is_not_one_this_list_gave_out_is_422_naming_cursor() {
         .await;
     let body = json_body(response).await;
     assert_eq!(body["errors"][0]["field"], "cursor");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("cursor"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cursor")
+    );
 }
 
 #[tokio::test]
@@ -644,7 +687,11 @@ async fn offset_pages_carry_a_next_cursor_that_continues_after_them() {
         let page = list(
             &app,
             &user,
-            &[("sort", "title"), ("offset", &offset_text), ("limit", &limit_text)],
+            &[
+                ("sort", "title"),
+                ("offset", &offset_text),
+                ("limit", &limit_text),
+            ],
         )
         .await;
         assert_eq!(page["offset"], offset);
@@ -654,7 +701,10 @@ async fn offset_pages_carry_a_next_cursor_that_continues_after_them() {
         match next_cursor(&page) {
             None => assert!(!more, "offset={offset} limit={limit}: a next_cursor"),
             Some(cursor) => {
-                assert!(more, "offset={offset} limit={limit}: the last page has none");
+                assert!(
+                    more,
+                    "offset={offset} limit={limit}: the last page has none"
+                );
                 assert!(!cursor.is_empty());
                 // The cursor continues right after the offset page.
                 let next = list(
@@ -663,7 +713,11 @@ async fn offset_pages_carry_a_next_cursor_that_continues_after_them() {
                     &[("sort", "title"), ("cursor", &cursor), ("limit", "100")],
                 )
                 .await;
-                assert_eq!(ids(&next), all[end..], "after offset={offset} limit={limit}");
+                assert_eq!(
+                    ids(&next),
+                    all[end..],
+                    "after offset={offset} limit={limit}"
+                );
                 assert_eq!(next["offset"], 0);
                 assert_eq!(next["next_cursor"], Value::Null);
             }
