@@ -52,7 +52,8 @@ SESSION = (f"SELECT set_config('taskapi.user_id', u.id::text, true) FROM users u
 FILTERS = f"owner_id = {OWNER}"
 PROJECT_FILTERS = f"owner_id = {OWNER} AND project_id = {PROJECT}"
 LABEL_FILTERS = f"owner_id = {OWNER} AND labels @> ARRAY['{BENCH_LABEL}'::text]"
-LIST_ORDER = "ORDER BY created_at DESC, id DESC LIMIT 20 OFFSET 0"
+# A page of 20 fetches 21 rows: the 21st tells whether a next page (`next_cursor`) follows.
+LIST_ORDER = "ORDER BY created_at DESC, id DESC LIMIT 21 OFFSET 0"
 
 
 def pipelined(*statements):

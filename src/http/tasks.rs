@@ -12,7 +12,7 @@ use super::extract::{ApiJson, KeyedJson, PathId};
 use super::idempotency::{self, IdempotencyHeader};
 use super::resource;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
-use crate::domain::listing::TaskQuery;
+use crate::domain::listing::{ListCursors, Position, TaskQuery};
 use crate::domain::task::{Field, Priority, TaskInput, TaskStatus};
 use crate::domain::timestamp;
 use crate::http::current_user::CurrentUser;
@@ -218,7 +218,13 @@ pub struct TaskListResponse {
     /// How many of the caller's tasks match the filters, over all pages.
     pub total: i64,
     pub limit: i64,
+    /// The `offset` asked for; 0 on a page asked for by `cursor`.
     pub offset: i64,
+    /// Opaque. Send it back as `cursor` (with the same `sort` and filters, any `limit`, no
+    /// `offset`) for the page that follows this one; null on the last page. Offset pages
+    /// carry one too.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// The query of `GET /tasks`. Unknown parameters, and any given twice that cannot repeat,
@@ -233,9 +239,18 @@ pub struct ListTasksQuery {
     /// Page size, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<i64>,
-    /// Tasks to skip, at least 0.
+    /// Tasks to skip, at least 0. Not with `cursor`.
     #[param(minimum = 0, default = 0)]
     offset: Option<i64>,
+    /// The `next_cursor` of the previous page: this page starts right after it. Only with
+    /// the `sort` and filters it was given out for (`limit` may change), and without
+    /// `offset`; anything else, and any cursor that is not exactly one this API gave out to
+    /// the caller, is a 422 naming `cursor`. Unlike `offset`, a walk by cursor stays exact
+    /// while tasks are created, changed and deleted: every task that exists throughout with
+    /// an unchanged sort key comes exactly once, and none comes twice unless its sort key
+    /// changed.
+    #[param(min_length = 1)]
+    cursor: Option<String>,
     /// Only these statuses; repeat the parameter for several.
     #[param(value_type = Option<Vec<TaskStatusSchema>>, explode = true, style = Form)]
     status: Option<Vec<String>>,
@@ -322,7 +337,9 @@ pub async fn create_task(
 ///
 /// Only the caller's own tasks. The filters combine (all must hold); `status` and
 /// `priority` can repeat (any of the values given). The order is `sort` (newest first by
-/// default) with ties broken by id; `total` counts every match over all pages.
+/// default) with ties broken by id; `total` counts every match over all pages. Page with
+/// `offset`, or, exactly even while tasks change, with `cursor` (each page's
+/// `next_cursor`).
 #[utoipa::path(
     get, path = "/tasks", tag = "tasks",
     security(("bearer" = [])),
@@ -330,7 +347,7 @@ pub async fn create_task(
     responses(
         (status = 200, description = "One page of the caller's tasks", body = TaskListResponse),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "Invalid, unknown or repeated query parameter", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Invalid, unknown or repeated query parameter; or a `cursor` not given out to the caller for this `sort` and these filters, or sent with `offset`", body = Problem, content_type = PROBLEM_JSON),
         DatabaseUnavailable,
     )
 )]
@@ -339,18 +356,30 @@ pub async fn list_tasks(
     user: CurrentUser,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = TaskQuery::parse(raw.as_deref().unwrap_or_default())?;
+    let cursors = ListCursors::new(&state.cursors, user.id);
+    let query = TaskQuery::parse(raw.as_deref().unwrap_or_default(), cursors)?;
     let client = state.database().await?;
     let caller = user.caller();
-    let (tasks, total) = store::as_caller(&client, &caller, async |tx| {
+    let page = store::as_caller(&client, &caller, async |tx| {
         store::tasks::list(tx, user.id, &query).await
     })
     .await?;
+    let next_cursor = match page.tasks.last() {
+        Some(last) if page.more => {
+            let position = Position {
+                key: last.sort_key(query.sort.field),
+                id: last.id,
+            };
+            Some(cursors.after(&query, &position))
+        }
+        _ => None,
+    };
     let body = TaskListResponse {
-        items: tasks.iter().map(TaskResponse::from).collect(),
-        total,
+        items: page.tasks.iter().map(TaskResponse::from).collect(),
+        total: page.total,
         limit: query.limit,
         offset: query.offset,
+        next_cursor,
     };
     Ok(axum::Json(body).into_response())
 }

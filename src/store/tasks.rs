@@ -11,7 +11,7 @@ use super::idempotency::{self, KeyedCreate, Once, Route};
 use super::{CallerTransaction, StoreError, exists_after_write, missing_or_stale};
 use crate::db::DbError;
 use crate::domain::etag::Precondition;
-use crate::domain::listing::{ProjectFilter, Sort, SortField, TaskQuery};
+use crate::domain::listing::{ProjectFilter, Sort, SortField, SortKey, TaskQuery};
 use crate::domain::task::{NewTask, Priority, TaskChanges, TaskStatus};
 
 /// The owner's foreign key (migration V1): violated when the caller was just deleted.
@@ -110,6 +110,80 @@ const LIST_LABEL_OLDEST: &str = shaped_list!(
     " LIMIT $3 OFFSET $4"
 );
 
+// The same shapes after a cursor's position `($k, $i)`: a row comparison on the columns of
+// `tasks_owner_created_idx` / `tasks_owner_project_created_idx`, which PostgreSQL uses as an
+// index condition, so a page starts where the position is (an index range scan, generic plan
+// or not) instead of counting past the earlier tasks as `OFFSET` does.
+const LIST_OWNER_NEWEST_AFTER: &str = shaped_list!(
+    " AND (created_at, id) < ($2, $3)",
+    "created_at DESC, id DESC",
+    " LIMIT $4"
+);
+const LIST_OWNER_OLDEST_AFTER: &str = shaped_list!(
+    " AND (created_at, id) > ($2, $3)",
+    "created_at ASC, id ASC",
+    " LIMIT $4"
+);
+const LIST_PROJECT_NEWEST_AFTER: &str = shaped_list!(
+    " AND project_id = $2 AND (created_at, id) < ($3, $4)",
+    "created_at DESC, id DESC",
+    " LIMIT $5"
+);
+const LIST_PROJECT_OLDEST_AFTER: &str = shaped_list!(
+    " AND project_id = $2 AND (created_at, id) > ($3, $4)",
+    "created_at ASC, id ASC",
+    " LIMIT $5"
+);
+const LIST_LABEL_NEWEST_AFTER: &str = shaped_list!(
+    " AND labels @> ARRAY[$2::text] AND (created_at, id) < ($3, $4)",
+    "created_at DESC, id DESC",
+    " LIMIT $5"
+);
+const LIST_LABEL_OLDEST_AFTER: &str = shaped_list!(
+    " AND labels @> ARRAY[$2::text] AND (created_at, id) > ($3, $4)",
+    "created_at ASC, id ASC",
+    " LIMIT $5"
+);
+
+/// The statements of one list shape in creation order: by offset or after a position,
+/// newest or oldest first.
+struct CreationOrder {
+    newest: &'static str,
+    oldest: &'static str,
+    newest_after: &'static str,
+    oldest_after: &'static str,
+}
+
+impl CreationOrder {
+    fn statement(&self, query: &TaskQuery) -> &'static str {
+        match (query.after.is_some(), query.sort.descending) {
+            (false, true) => self.newest,
+            (false, false) => self.oldest,
+            (true, true) => self.newest_after,
+            (true, false) => self.oldest_after,
+        }
+    }
+}
+
+const OWNER_SHAPE: CreationOrder = CreationOrder {
+    newest: LIST_OWNER_NEWEST,
+    oldest: LIST_OWNER_OLDEST,
+    newest_after: LIST_OWNER_NEWEST_AFTER,
+    oldest_after: LIST_OWNER_OLDEST_AFTER,
+};
+const PROJECT_SHAPE: CreationOrder = CreationOrder {
+    newest: LIST_PROJECT_NEWEST,
+    oldest: LIST_PROJECT_OLDEST,
+    newest_after: LIST_PROJECT_NEWEST_AFTER,
+    oldest_after: LIST_PROJECT_OLDEST_AFTER,
+};
+const LABEL_SHAPE: CreationOrder = CreationOrder {
+    newest: LIST_LABEL_NEWEST,
+    oldest: LIST_LABEL_OLDEST,
+    newest_after: LIST_LABEL_NEWEST_AFTER,
+    oldest_after: LIST_LABEL_OLDEST_AFTER,
+};
+
 // One statement per sort order, so each is prepared once and planned well. Ties are broken
 // by id in the same direction; tasks without a due date come last both ways.
 const LIST_CREATED_ASC: &str = list!("created_at ASC, id ASC");
@@ -125,6 +199,114 @@ const LIST_PRIORITY_DESC: &str = list!("tasks.priority DESC, id DESC");
 // Code-point order, whatever the database's collation.
 const LIST_TITLE_ASC: &str = list!("title COLLATE \"C\" ASC, id ASC");
 const LIST_TITLE_DESC: &str = list!("title COLLATE \"C\" DESC, id DESC");
+
+// The general statements after a cursor's position: every filter, then "strictly after
+// ($10 = the last task's key, $11 = its id)" in the statement's own order, written as the
+// order is (same columns, same collation, same direction, ties by id), so the next page is
+// exactly the rest of the list. Row comparisons compare element by element, by each
+// element's type and collation: the enum's rank for priority, code points for `COLLATE "C"`.
+macro_rules! list_after {
+    ($after:literal, $order:literal, $limit:literal) => {
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM tasks WHERE ",
+            filters!(),
+            " AND (",
+            $after,
+            ") ORDER BY ",
+            $order,
+            " LIMIT ",
+            $limit
+        )
+    };
+}
+
+const LIST_CREATED_ASC_AFTER: &str = list_after!(
+    "(created_at, id) > ($10, $11)",
+    "created_at ASC, id ASC",
+    "$12"
+);
+const LIST_CREATED_DESC_AFTER: &str = list_after!(
+    "(created_at, id) < ($10, $11)",
+    "created_at DESC, id DESC",
+    "$12"
+);
+const LIST_UPDATED_ASC_AFTER: &str = list_after!(
+    "(updated_at, id) > ($10, $11)",
+    "updated_at ASC, id ASC",
+    "$12"
+);
+const LIST_UPDATED_DESC_AFTER: &str = list_after!(
+    "(updated_at, id) < ($10, $11)",
+    "updated_at DESC, id DESC",
+    "$12"
+);
+// Undated tasks come last in both directions. After a dated task: the later (or, descending,
+// earlier) dated ones, then every undated one; after an undated task, only undated ones
+// remain, ordered by id alone (`$10` is then the id).
+const LIST_DUE_ASC_AFTER_DATED: &str = list_after!(
+    "(due_at, id) > ($10, $11) OR due_at IS NULL",
+    "due_at ASC NULLS LAST, id ASC",
+    "$12"
+);
+const LIST_DUE_ASC_AFTER_UNDATED: &str = list_after!(
+    "due_at IS NULL AND id > $10",
+    "due_at ASC NULLS LAST, id ASC",
+    "$11"
+);
+const LIST_DUE_DESC_AFTER_DATED: &str = list_after!(
+    "(due_at, id) < ($10, $11) OR due_at IS NULL",
+    "due_at DESC NULLS LAST, id DESC",
+    "$12"
+);
+const LIST_DUE_DESC_AFTER_UNDATED: &str = list_after!(
+    "due_at IS NULL AND id < $10",
+    "due_at DESC NULLS LAST, id DESC",
+    "$11"
+);
+// The key travels as text, like the filters' enums, and is cast to the enum for its rank.
+const LIST_PRIORITY_ASC_AFTER: &str = list_after!(
+    "(tasks.priority, id) > ($10::text::task_priority, $11)",
+    "tasks.priority ASC, id ASC",
+    "$12"
+);
+const LIST_PRIORITY_DESC_AFTER: &str = list_after!(
+    "(tasks.priority, id) < ($10::text::task_priority, $11)",
+    "tasks.priority DESC, id DESC",
+    "$12"
+);
+const LIST_TITLE_ASC_AFTER: &str = list_after!(
+    "(title COLLATE \"C\", id) > ($10::text, $11)",
+    "title COLLATE \"C\" ASC, id ASC",
+    "$12"
+);
+const LIST_TITLE_DESC_AFTER: &str = list_after!(
+    "(title COLLATE \"C\", id) < ($10::text, $11)",
+    "title COLLATE \"C\" DESC, id DESC",
+    "$12"
+);
+
+/// The general statement for `query`: by offset in its sort order, or after its position.
+fn general_statement(query: &TaskQuery) -> &'static str {
+    let Some(after) = &query.after else {
+        return list_statement(query.sort);
+    };
+    match (&after.key, query.sort.descending) {
+        (SortKey::CreatedAt(_), false) => LIST_CREATED_ASC_AFTER,
+        (SortKey::CreatedAt(_), true) => LIST_CREATED_DESC_AFTER,
+        (SortKey::UpdatedAt(_), false) => LIST_UPDATED_ASC_AFTER,
+        (SortKey::UpdatedAt(_), true) => LIST_UPDATED_DESC_AFTER,
+        (SortKey::DueAt(Some(_)), false) => LIST_DUE_ASC_AFTER_DATED,
+        (SortKey::DueAt(None), false) => LIST_DUE_ASC_AFTER_UNDATED,
+        (SortKey::DueAt(Some(_)), true) => LIST_DUE_DESC_AFTER_DATED,
+        (SortKey::DueAt(None), true) => LIST_DUE_DESC_AFTER_UNDATED,
+        (SortKey::Priority(_), false) => LIST_PRIORITY_ASC_AFTER,
+        (SortKey::Priority(_), true) => LIST_PRIORITY_DESC_AFTER,
+        (SortKey::Title(_), false) => LIST_TITLE_ASC_AFTER,
+        (SortKey::Title(_), true) => LIST_TITLE_DESC_AFTER,
+    }
+}
 
 fn list_statement(sort: Sort) -> &'static str {
     match (sort.field, sort.descending) {
@@ -215,6 +397,12 @@ pub(super) fn statements() -> impl Iterator<Item = &'static str> {
         LIST_PROJECT_OLDEST,
         LIST_LABEL_NEWEST,
         LIST_LABEL_OLDEST,
+        LIST_OWNER_NEWEST_AFTER,
+        LIST_OWNER_OLDEST_AFTER,
+        LIST_PROJECT_NEWEST_AFTER,
+        LIST_PROJECT_OLDEST_AFTER,
+        LIST_LABEL_NEWEST_AFTER,
+        LIST_LABEL_OLDEST_AFTER,
         LIST_CREATED_ASC,
         LIST_CREATED_DESC,
         LIST_UPDATED_ASC,
@@ -225,6 +413,18 @@ pub(super) fn statements() -> impl Iterator<Item = &'static str> {
         LIST_PRIORITY_DESC,
         LIST_TITLE_ASC,
         LIST_TITLE_DESC,
+        LIST_CREATED_ASC_AFTER,
+        LIST_CREATED_DESC_AFTER,
+        LIST_UPDATED_ASC_AFTER,
+        LIST_UPDATED_DESC_AFTER,
+        LIST_DUE_ASC_AFTER_DATED,
+        LIST_DUE_ASC_AFTER_UNDATED,
+        LIST_DUE_DESC_AFTER_DATED,
+        LIST_DUE_DESC_AFTER_UNDATED,
+        LIST_PRIORITY_ASC_AFTER,
+        LIST_PRIORITY_DESC_AFTER,
+        LIST_TITLE_ASC_AFTER,
+        LIST_TITLE_DESC_AFTER,
         INSERT,
         INSERT_CLAIMED,
         GET,
@@ -250,6 +450,19 @@ pub struct TaskRow {
     pub updated_at: OffsetDateTime,
     pub project_id: Option<Uuid>,
     pub labels: Vec<String>,
+}
+
+impl TaskRow {
+    /// This task's value of `field`: where a list sorted by it stands after this task.
+    pub fn sort_key(&self, field: SortField) -> SortKey {
+        match field {
+            SortField::CreatedAt => SortKey::CreatedAt(self.created_at),
+            SortField::UpdatedAt => SortKey::UpdatedAt(self.updated_at),
+            SortField::DueAt => SortKey::DueAt(self.due_at),
+            SortField::Priority => SortKey::Priority(self.priority),
+            SortField::Title => SortKey::Title(self.title.clone()),
+        }
+    }
 }
 
 impl TryFrom<Row> for TaskRow {
@@ -356,12 +569,33 @@ pub async fn get(tx: &CallerTransaction<'_>, owner: Uuid, id: Uuid) -> Result<Ta
     }
 }
 
+/// One page of the owner's tasks.
+#[derive(Debug)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskRow>,
+    /// How many tasks match, over all pages.
+    pub total: i64,
+    /// Whether more tasks follow the last one of `tasks`.
+    pub more: bool,
+}
+
+/// A priority as the text the keyset statements cast to `task_priority`: a `'static`
+/// reference, so that it can stand among the other parameters.
+fn priority_text(priority: Priority) -> &'static &'static str {
+    match priority {
+        Priority::Low => &"low",
+        Priority::Medium => &"medium",
+        Priority::High => &"high",
+        Priority::Urgent => &"urgent",
+    }
+}
+
 /// One page of the owner's tasks and the number of all that match, in one round trip.
 pub async fn list(
     tx: &CallerTransaction<'_>,
     owner: Uuid,
     query: &TaskQuery,
-) -> Result<(Vec<TaskRow>, i64), StoreError> {
+) -> Result<TaskPage, StoreError> {
     let statuses: Option<Vec<&str>> =
         (!query.statuses.is_empty()).then(|| query.statuses.iter().map(|s| s.as_str()).collect());
     let priorities: Option<Vec<&str>> = (!query.priorities.is_empty())
@@ -385,8 +619,27 @@ pub async fn list(
     ];
     let only_project = query.only_project();
     let only_label = query.only_label();
-    let limit = &query.limit as &(dyn ToSql + Sync);
-    let offset = &query.offset as &(dyn ToSql + Sync);
+    // One row more than the page: whether it comes back tells whether another page follows.
+    let fetch = query.limit + 1;
+    // After the filters, every list statement takes where its page starts, then its size:
+    // `OFFSET` last for offset pages; the last task's key (none for an undated task's due
+    // date) and id first for cursor pages.
+    let page: Vec<&(dyn ToSql + Sync)> = match &query.after {
+        None => vec![&fetch, &query.offset],
+        Some(after) => {
+            let key: Option<&(dyn ToSql + Sync)> = match &after.key {
+                SortKey::CreatedAt(instant)
+                | SortKey::UpdatedAt(instant)
+                | SortKey::DueAt(Some(instant)) => Some(instant),
+                SortKey::DueAt(None) => None,
+                SortKey::Priority(priority) => Some(priority_text(*priority)),
+                SortKey::Title(title) => Some(title),
+            };
+            key.into_iter()
+                .chain([&after.id as _, &fetch as _])
+                .collect()
+        }
+    };
     let (count_sql, count_params): (_, Vec<&(dyn ToSql + Sync)>) =
         match (&only_project, &only_label) {
             (Some(project), _) => (COUNT_PROJECT, vec![&owner, project]),
@@ -394,54 +647,33 @@ pub async fn list(
             _ if query.has_filters() => (COUNT, filters.to_vec()),
             _ => (COUNT_ALL, vec![&owner]),
         };
-    let in_order = |newest: &'static str, oldest: &'static str| {
-        if query.sort.descending {
-            newest
-        } else {
-            oldest
-        }
-    };
-    let (list_sql, list_params): (_, Vec<&(dyn ToSql + Sync)>) = match (&only_project, &only_label)
-    {
-        _ if query.sort.field != SortField::CreatedAt => {
-            general(query.sort, &filters, limit, offset)
-        }
-        (Some(project), _) => (
-            in_order(LIST_PROJECT_NEWEST, LIST_PROJECT_OLDEST),
-            vec![&owner, project, limit, offset],
-        ),
-        (_, Some(label)) => (
-            in_order(LIST_LABEL_NEWEST, LIST_LABEL_OLDEST),
-            vec![&owner, label, limit, offset],
-        ),
-        _ if query.has_filters() => general(query.sort, &filters, limit, offset),
-        _ => (
-            in_order(LIST_OWNER_NEWEST, LIST_OWNER_OLDEST),
-            vec![&owner, limit, offset],
-        ),
-    };
+    let (list_sql, mut list_params): (_, Vec<&(dyn ToSql + Sync)>) =
+        match (&only_project, &only_label) {
+            _ if query.sort.field != SortField::CreatedAt => {
+                (general_statement(query), filters.to_vec())
+            }
+            (Some(project), _) => (PROJECT_SHAPE.statement(query), vec![&owner, project]),
+            (_, Some(label)) => (LABEL_SHAPE.statement(query), vec![&owner, label]),
+            _ if query.has_filters() => (general_statement(query), filters.to_vec()),
+            _ => (OWNER_SHAPE.statement(query), vec![&owner]),
+        };
+    list_params.extend(page);
     let (rows, count) = tokio::join!(
         biased;
         tx.query(list_sql, &list_params),
         tx.query_one(count_sql, &count_params)
     );
-    let tasks = rows?
+    let mut tasks = rows?
         .into_iter()
         .map(TaskRow::try_from)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((tasks, count?.try_get(0)?))
-}
-
-/// The general list statement for `sort` and its parameters: every filter, then the page.
-fn general<'a>(
-    sort: Sort,
-    filters: &[&'a (dyn ToSql + Sync); 9],
-    limit: &'a (dyn ToSql + Sync),
-    offset: &'a (dyn ToSql + Sync),
-) -> (&'static str, Vec<&'a (dyn ToSql + Sync)>) {
-    let mut params = filters.to_vec();
-    params.extend([limit, offset]);
-    (list_statement(sort), params)
+    let more = tasks.len() > usize::try_from(query.limit).unwrap_or(usize::MAX);
+    tasks.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+    Ok(TaskPage {
+        tasks,
+        total: count?.try_get(0)?,
+        more,
+    })
 }
 
 /// Applies `changes` when the precondition holds. When a version is required, the
@@ -512,5 +744,17 @@ pub async fn delete(
     match deleted? {
         1 => Ok(()),
         _ => Err(missing_or_stale(existing?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keyset_priority_text_is_the_priority_itself() {
+        for priority in Priority::ALL {
+            assert_eq!(*priority_text(priority), priority.as_str());
+        }
     }
 }

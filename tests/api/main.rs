@@ -21,5 +21,6 @@ mod shutdown;
 mod sync_internals;
 mod task_projects;
 mod tasks_crud;
+mod tasks_cursor;
 mod tasks_list;
 mod tokens;

@@ -14,14 +14,14 @@ use uuid::Uuid;
 use crate::helpers::{TestApp, TestUser, assert_invalid_fields, assert_problem, json_body};
 
 /// `pairs` as form-urlencoded query text, so test values are written unescaped.
-fn query(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
 }
 
 /// `GET /tasks?{raw}` as `user`, expecting 200; returns the body.
-async fn list_raw(app: &TestApp, user: &TestUser, raw: &str) -> Value {
+pub(crate) async fn list_raw(app: &TestApp, user: &TestUser, raw: &str) -> Value {
     let path = if raw.is_empty() {
         "/tasks".to_owned()
     } else {
@@ -32,15 +32,15 @@ async fn list_raw(app: &TestApp, user: &TestUser, raw: &str) -> Value {
     json_body(response).await
 }
 
-async fn list(app: &TestApp, user: &TestUser, pairs: &[(&str, &str)]) -> Value {
+pub(crate) async fn list(app: &TestApp, user: &TestUser, pairs: &[(&str, &str)]) -> Value {
     list_raw(app, user, &query(pairs)).await
 }
 
-fn items(page: &Value) -> &Vec<Value> {
+pub(crate) fn items(page: &Value) -> &Vec<Value> {
     page["items"].as_array().expect("items is an array")
 }
 
-fn ids(page: &Value) -> Vec<String> {
+pub(crate) fn ids(page: &Value) -> Vec<String> {
     items(page)
         .iter()
         .map(|task| task["id"].as_str().expect("an id").to_owned())
@@ -84,7 +84,7 @@ fn rank(task: &Value) -> usize {
         .unwrap_or_else(|| panic!("unknown priority {priority}"))
 }
 
-fn task_id(task: &Value) -> Uuid {
+pub(crate) fn task_id(task: &Value) -> Uuid {
     task["id"]
         .as_str()
         .and_then(|id| id.parse().ok())
@@ -94,7 +94,7 @@ fn task_id(task: &Value) -> Uuid {
 /// The order API.md promises for `sort`: the key in the sort's direction (priority by rank,
 /// titles by code point, undated tasks after all dated ones in both directions), then the
 /// id in the same direction.
-fn compare(sort: &str, a: &Value, b: &Value) -> Ordering {
+pub(crate) fn compare(sort: &str, a: &Value, b: &Value) -> Ordering {
     let (descending, key) = match sort.strip_prefix('-') {
         Some(key) => (true, key),
         None => (false, sort),
@@ -116,7 +116,7 @@ fn compare(sort: &str, a: &Value, b: &Value) -> Ordering {
     by_key.then_with(|| directed(task_id(a).cmp(&task_id(b))))
 }
 
-const FIXTURE_SIZE: usize = 23;
+pub(crate) const FIXTURE_SIZE: usize = 23;
 
 /// Titles that tie, differ only by case or accent, and sort differently by code point than
 /// by any human collation ("Zeta" < "a b" < "alpha" < "Éclair" < "éclair" < "Ωmega").
@@ -150,7 +150,7 @@ const STATUSES: [&str; 3] = ["todo", "in_progress", "done"];
 /// due dates and priorities repeat, and `created_at`/`updated_at` are set (behind the
 /// API's back) so that several tasks share each instant. Returns the user and its tasks as
 /// the API shows them.
-async fn tied_tasks(app: &TestApp) -> (TestUser, Vec<Value>) {
+pub(crate) async fn tied_tasks(app: &TestApp) -> (TestUser, Vec<Value>) {
     let user = app.new_user().await;
     let db = app.db().await;
     let created_base = datetime!(2026-01-01 00:00 UTC);
@@ -248,7 +248,7 @@ async fn the_list_is_an_envelope_of_items_total_limit_and_offset() {
     let empty = list(&app, &user, &[]).await;
     assert_eq!(
         empty,
-        json!({"items": [], "total": 0, "limit": 20, "offset": 0})
+        json!({"items": [], "total": 0, "limit": 20, "offset": 0, "next_cursor": null})
     );
 
     let task = app
@@ -264,7 +264,7 @@ async fn the_list_is_an_envelope_of_items_total_limit_and_offset() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, ["items", "limit", "offset", "total"]);
+    assert_eq!(keys, ["items", "limit", "next_cursor", "offset", "total"]);
     assert_eq!(page["total"], 1);
     let item = &items(&page)[0];
     let item_keys: Vec<&str> = item
@@ -298,7 +298,7 @@ async fn the_list_is_an_envelope_of_items_total_limit_and_offset() {
     let page = list(&app, &user, &[("limit", "7"), ("offset", "3")]).await;
     assert_eq!(
         page,
-        json!({"items": [], "total": 1, "limit": 7, "offset": 3})
+        json!({"items": [], "total": 1, "limit": 7, "offset": 3, "next_cursor": null})
     );
 }
 
