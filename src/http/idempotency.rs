@@ -15,6 +15,28 @@ use crate::store::idempotency::{KeyedCreate, Once};
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// The `Idempotency-Key` header, as the OpenAPI document describes it.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "documents the header; it is parsed by IdempotencyHeader"
+)]
+pub struct IdempotencyKeyParam {
+    /// Makes the create safe to retry: for 24 hours, the same key with the same body (compared
+    /// as JSON) replays the first response (`Idempotent-Replayed: true`) and creates nothing;
+    /// with another body, 422. 1 to 255 visible ASCII characters (else 400). Keys are the
+    /// caller's own, and per route.
+    #[param(
+        rename = "Idempotency-Key",
+        pattern = "^[!-~]{1,255}$",
+        min_length = 1,
+        max_length = 255,
+        example = "3f1c9a7e-create-report"
+    )]
+    idempotency_key: Option<String>,
+}
+
 /// The request's `Idempotency-Key`, if it sent one. Malformed (empty, over 255 characters,
 /// anything but visible ASCII) or sent twice: 400.
 #[derive(Debug, Clone)]

@@ -81,12 +81,14 @@ impl Modify for BearerAuth {
 }
 
 /// utoipa makes an optional header parameter `["string", "null"]`; a header is never null.
+/// Its other constraints (a pattern, lengths) stay.
 struct HeadersAreStrings;
 
 impl Modify for HeadersAreStrings {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
         use utoipa::openapi::path::ParameterIn;
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -97,9 +99,17 @@ impl Modify for HeadersAreStrings {
             ];
             for operation in operations.into_iter().flatten() {
                 for parameter in operation.parameters.iter_mut().flatten() {
-                    if parameter.parameter_in == ParameterIn::Header {
-                        parameter.schema =
-                            Some(ObjectBuilder::new().schema_type(Type::String).into());
+                    if parameter.parameter_in != ParameterIn::Header {
+                        continue;
+                    }
+                    match parameter.schema.as_mut() {
+                        Some(RefOr::T(Schema::Object(object))) => {
+                            object.schema_type = SchemaType::new(Type::String);
+                        }
+                        _ => {
+                            parameter.schema =
+                                Some(ObjectBuilder::new().schema_type(Type::String).into());
+                        }
                     }
                 }
             }

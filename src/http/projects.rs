@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::current_user::CurrentUser;
 use super::error::{ApiError, PROBLEM_JSON, Problem};
 use super::extract::{ApiJson, KeyedJson, PathId};
-use super::idempotency::{self, IdempotencyHeader};
+use super::idempotency::{self, IdempotencyHeader, IdempotencyKeyParam};
 use super::resource;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
 use crate::domain::listing::PageQuery;
@@ -102,8 +102,7 @@ fn project_response(status: StatusCode, project: &ProjectRow) -> Response {
 #[utoipa::path(
     post, path = "/projects", tag = "projects",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$",
-            description = "Makes the create safe to retry: for 24 hours, the same key with the same body (compared as JSON) replays the first response and creates nothing; with another body, 422. 1 to 255 visible ASCII characters (else 400); keys are the caller's own, per route")),
+    params(IdempotencyKeyParam),
     request_body = CreateProjectRequest,
     responses(
         (status = 201, description = "Created (or, with `Idempotent-Replayed: true`, the first response to this `Idempotency-Key`, replayed)", body = ProjectResponse,

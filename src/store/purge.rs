@@ -21,7 +21,6 @@ const BATCH: u64 = 1000;
 const TOMBSTONES: &str = "DELETE FROM changes WHERE ctid = ANY (ARRAY( \
          SELECT ctid FROM changes WHERE deleted AND changed_at < $1 LIMIT 1000))";
 
-
 const IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY( \
          SELECT ctid FROM idempotency_keys WHERE claimed_at < now() - interval '24 hours' \
          LIMIT 1000))";
