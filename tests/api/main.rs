@@ -4,11 +4,14 @@ mod helpers;
 
 mod account;
 mod auth;
+mod changes;
 mod concurrency;
+mod conditional_reads;
 mod conventions;
 mod counts;
 mod hardening;
 mod hygiene;
+mod idempotency;
 mod labels;
 mod logs;
 mod openapi;
