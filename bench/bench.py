@@ -61,9 +61,13 @@ def pipelined(*statements):
     return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
 
 
-# Every writing transaction takes the account's change counter first (src/store/mod.rs
-# `as_writer`; migration V5). Left out when measuring a binary from before it.
-TAKE = "SELECT take_change_seq(nullif(current_setting('taskapi.user_id', true), '')::uuid);"
+# A writing transaction's session statement also takes the account's change counter
+# (src/store/users.rs OPEN_WRITING_SESSION; migration V5). A binary from before it reads.
+WRITING_SESSION = (f"UPDATE users u SET change_seq = u.change_seq + 1 WHERE u.id = {OWNER} "
+                   f"AND u.token_version = 1 AND NOT EXISTS "
+                   f"(SELECT 1 FROM revoked_tokens r WHERE r.jti = '00000000-0000-0000-0000-000000000000') "
+                   f"RETURNING set_config('taskapi.user_id', u.id::text, true), "
+                   f"set_config('taskapi.change_seq', u.id::text || '/' || u.change_seq, true);")
 # The change feed after the cursor taken when the user's project was created (its first
 # change: counter value 1), as src/store/changes.rs writes it; limit + 1 rows.
 FEED = ("SELECT c.kind, c.deleted, c.id, c.seq, t.id, t.title, t.description, t.status::text, "
@@ -102,7 +106,10 @@ CREATE_IDEM = [
 
 
 def writing(counter, *statements):
-    return pipelined(*([TAKE] if counter else []), *statements)
+    if not counter:
+        return pipelined(*statements)
+    body = "\n".join(["BEGIN;", WRITING_SESSION, *statements, "COMMIT;"])
+    return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
 
 
 def pgbench_scripts(counter):

@@ -1,7 +1,7 @@
 //! The change feed's SQL (migration V5). Triggers record every task and project change in
-//! `changes`, one row per object at its latest change's counter value; this module takes the
-//! counter up front in writing transactions and reads the feed (`store::purge` removes
-//! expired tombstones).
+//! `changes`, one row per object at its latest change's counter value (the counter is
+//! taken by the writing session statement, `store::users`); this module reads the feed
+//! (`store::purge` removes expired tombstones).
 
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -11,11 +11,6 @@ use super::tasks::TaskRow;
 use super::{CallerTransaction, StoreError};
 use crate::db::DbError;
 use crate::domain::changes::{ChangeKind, FeedPosition};
-
-// The identity set by the session statement just before; NULL (nothing taken) if the token
-// was not current.
-const TAKE: &str =
-    "SELECT take_change_seq(nullif(current_setting('taskapi.user_id', true), '')::uuid)";
 
 // One statement, so one snapshot: the changes rows and the objects they point at agree, and
 // every change at or before the last one returned has committed (the counter's lock makes
@@ -35,7 +30,7 @@ const FEED: &str = "SELECT c.kind, c.deleted, c.id, c.seq, \
      ORDER BY c.seq, c.kind, c.id \
      LIMIT $6";
 
-pub(super) const STATEMENTS: [&str; 2] = [TAKE, FEED];
+pub(super) const STATEMENTS: [&str; 1] = [FEED];
 
 /// One entry of the feed.
 #[derive(Debug, Clone)]
@@ -49,11 +44,6 @@ pub enum Change {
     Task(TaskRow),
     Project(ProjectRow),
     Deleted,
-}
-
-/// Takes the caller's change counter for this transaction (see `store::as_writer`).
-pub(super) async fn take(tx: &CallerTransaction<'_>) -> Result<(), StoreError> {
-    tx.query_one(TAKE, &[]).await.map(drop)
 }
 
 /// Up to `limit` of the owner's changes after `after`, in counter order.

@@ -161,9 +161,9 @@ pub async fn as_caller<T>(
     in_transaction(client, caller, false, operation).await
 }
 
-/// Like `as_caller`, for an operation that writes tasks or projects: right after the
-/// identity, the transaction takes the account's change counter (`changes::take`), which
-/// locks the account's row until it ends. The change feed needs the counter (its order is
+/// Like `as_caller`, for an operation that writes tasks or projects: the statement that
+/// sets the identity also takes the account's change counter (migration V5), which locks
+/// the account's row until the transaction ends. The change feed needs the counter (its order is
 /// the commit order); taking it first also gives every writer of one account the same lock
 /// order (account row, then the rows it writes), so two of them never deadlock.
 pub async fn as_writer<T>(
@@ -188,18 +188,10 @@ async fn in_transaction<T>(
         transaction.committing.store(true, Ordering::SeqCst);
         client.batch_execute("COMMIT").await
     };
-    let take_counter = async {
-        if writes {
-            changes::take(&transaction).await
-        } else {
-            Ok(())
-        }
-    };
-    let (begin, session, counter, result, commit) = tokio::join!(
+    let (begin, session, result, commit) = tokio::join!(
         biased;
         client.batch_execute("BEGIN"),
-        users::open_session(&transaction, caller),
-        take_counter,
+        users::open_session(&transaction, caller, writes),
         operation(&transaction),
         commit,
     );
@@ -209,7 +201,6 @@ async fn in_transaction<T>(
     if !current {
         return Err(users::why_not_current(client, caller).await);
     }
-    counter?;
     result
 }
 

@@ -510,28 +510,54 @@ fn foreign_key_or(error: StoreError) -> StoreError {
     }
 }
 
+/// A new task's values, as `INSERT` and `INSERT_CLAIMED` take them (`$1` to `$8`).
+struct NewTaskValues<'a> {
+    owner: Uuid,
+    task: &'a NewTask,
+    title: &'a str,
+    description: Option<&'a str>,
+    status: &'static str,
+    priority: &'static str,
+    labels: Vec<&'a str>,
+}
+
+impl<'a> NewTaskValues<'a> {
+    fn new(owner: Uuid, task: &'a NewTask) -> Self {
+        Self {
+            owner,
+            task,
+            title: task.title.as_str(),
+            description: task.description.as_ref().map(|d| d.as_str()),
+            status: task.status.as_str(),
+            priority: task.priority.as_str(),
+            labels: task.labels.to_vec(),
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.owner,
+            &self.title,
+            &self.description,
+            &self.status,
+            &self.priority,
+            &self.task.due_at,
+            &self.task.project_id,
+            &self.labels,
+        ]
+    }
+}
+
 pub async fn insert(
     tx: &CallerTransaction<'_>,
     owner: Uuid,
     task: &NewTask,
 ) -> Result<TaskRow, StoreError> {
-    let row = tx
-        .query_one(
-            INSERT,
-            &[
-                &owner,
-                &task.title.as_str(),
-                &task.description.as_ref().map(|d| d.as_str()),
-                &task.status.as_str(),
-                &task.priority.as_str(),
-                &task.due_at,
-                &task.project_id,
-                &task.labels.to_vec(),
-            ],
-        )
+    let values = NewTaskValues::new(owner, task);
+    tx.query_one(INSERT, &values.params())
         .await
-        .map_err(foreign_key_or)?;
-    row.try_into()
+        .map_err(foreign_key_or)?
+        .try_into()
 }
 
 /// Creates the task once for its key: see `store::idempotency`.
@@ -541,19 +567,10 @@ pub async fn insert_once(
     task: &NewTask,
     keyed: &KeyedCreate,
 ) -> Result<Once<TaskRow>, StoreError> {
-    let labels = task.labels.to_vec();
-    let params: [&(dyn ToSql + Sync); 10] = [
-        &owner,
-        &task.title.as_str(),
-        &task.description.as_ref().map(|d| d.as_str()),
-        &task.status.as_str(),
-        &task.priority.as_str(),
-        &task.due_at,
-        &task.project_id,
-        &labels,
-        &keyed.key.as_str(),
-        &keyed.claim,
-    ];
+    let values = NewTaskValues::new(owner, task);
+    let key = keyed.key.as_str();
+    let mut params = values.params();
+    params.extend([&key as &(dyn ToSql + Sync), &keyed.claim]);
     let create = async {
         tx.query_opt(INSERT_CLAIMED, &params)
             .await

@@ -28,6 +28,16 @@ const OPEN_SESSION: &str = concat!(
     token_is_current!()
 );
 
+// For a transaction that writes tasks or projects: the same check and identity, and the
+// account's change counter taken (its row locked until the transaction ends) and remembered
+// for the triggers, in the same statement (migration V5).
+const OPEN_WRITING_SESSION: &str = concat!(
+    "UPDATE users u SET change_seq = u.change_seq + 1 WHERE ",
+    token_is_current!(),
+    " RETURNING set_config('taskapi.user_id', u.id::text, true), \
+       set_config('taskapi.change_seq', u.id::text || '/' || u.change_seq, true)"
+);
+
 const CURRENT_USER: &str = concat!(
     "SELECT u.id, u.email, u.created_at FROM users u WHERE ",
     token_is_current!()
@@ -55,9 +65,10 @@ const CHANGE_PASSWORD: &str = "UPDATE users SET password_hash = $3, token_versio
 
 const DELETE: &str = "DELETE FROM users WHERE id = $1 AND token_version = $2";
 
-pub(super) const STATEMENTS: [&str; 9] = [
+pub(super) const STATEMENTS: [&str; 10] = [
     INSERT,
     OPEN_SESSION,
+    OPEN_WRITING_SESSION,
     CURRENT_USER,
     ACCOUNT_EXISTS,
     REVOKE_TOKEN,
@@ -117,10 +128,14 @@ pub async fn insert(
 pub(super) async fn open_session(
     transaction: &CallerTransaction<'_>,
     caller: &Caller,
+    writes: bool,
 ) -> Result<bool, StoreError> {
-    let rows = transaction
-        .query(OPEN_SESSION, &caller_params(caller))
-        .await?;
+    let sql = if writes {
+        OPEN_WRITING_SESSION
+    } else {
+        OPEN_SESSION
+    };
+    let rows = transaction.query(sql, &caller_params(caller)).await?;
     Ok(!rows.is_empty())
 }
 

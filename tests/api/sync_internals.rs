@@ -175,13 +175,13 @@ async fn the_api_role_sees_no_changes_or_keys_without_a_caller() {
     }
     let refused = api
         .execute(
-            "UPDATE users SET change_seq = change_seq + 1 WHERE id = $1",
-            &[&user.id],
+            "INSERT INTO changes (owner_id, kind, id, seq) VALUES ($1, 'task', $2, 1)",
+            &[&user.id, &Uuid::new_v4()],
         )
         .await;
     assert!(
         refused.is_err(),
-        "the API's role cannot write the counter itself"
+        "the API's role cannot write the feed itself"
     );
 }
 
