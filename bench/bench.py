@@ -74,11 +74,12 @@ FEED = ("SELECT c.kind, c.deleted, c.id, c.seq, t.id, t.title, t.description, t.
         "t.priority::text, t.due_at, t.completed_at, t.version, t.created_at, t.updated_at, "
         "t.project_id, t.labels, p.id, p.name, p.version, p.created_at, p.updated_at "
         "FROM changes c LEFT JOIN tasks t ON c.kind = 'task' AND NOT c.deleted "
-        "AND t.owner_id = c.owner_id AND t.id = c.id "
+        "AND t.owner_id = c.owner_id AND t.id = c.id AND t.change_seq = c.seq "
         "LEFT JOIN projects p ON c.kind = 'project' AND NOT c.deleted "
-        "AND p.owner_id = c.owner_id AND p.id = c.id "
+        "AND p.owner_id = c.owner_id AND p.id = c.id AND p.change_seq = c.seq "
         f"WHERE c.owner_id = {OWNER} AND (c.seq, c.kind, c.id) > (1, 'project', {PROJECT}) "
-        "AND NOT (c.deleted AND false) ORDER BY c.seq, c.kind, c.id LIMIT 101;")
+        "AND CASE WHEN c.deleted THEN NOT false ELSE t.id IS NOT NULL OR p.id IS NOT NULL END "
+        "ORDER BY c.seq, c.kind, c.id LIMIT 101;")
 # A keyed create (src/store/idempotency.rs): the claim, the conditional create, the look-up
 # of an earlier response; a fresh random key each time.
 CLAIM_ID = "'00000000-0000-4000-8000-000000000001'::uuid"

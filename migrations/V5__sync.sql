@@ -8,31 +8,37 @@
 -- see 7 committed before 6). The lock serializes one account's writes only.
 ALTER TABLE users ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
 
--- One row per task or project the account has or had: the counter value of its latest change
--- (so the feed is coalesced by construction), or its deletion (a tombstone, kept for
--- CHANGES_RETENTION_DAYS, then purged). A separate table rather than a column on `tasks`: a
--- column in an index on `tasks` would make every PATCH a non-HOT update of all its indexes.
+-- The counter value of each task's and project's latest change is kept on its own row. No
+-- index covers it, so a PATCH that changes no indexed column stays a HOT update.
+ALTER TABLE tasks ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
+
+-- The change log: one row per change, in counter order (its key is the feed's order; ties
+-- within one transaction by kind and id), appended by the triggers below. A row is an
+-- object's *latest* change when the object's `change_seq` still names it, or when it is a
+-- deletion (a tombstone, kept for CHANGES_RETENTION_DAYS); the feed shows only those, so it
+-- is coalesced, and the purge removes the superseded ones. Appending costs a write one heap
+-- tuple and one index entry; keeping one row per object instead (updated in place) cost a
+-- non-HOT update, two index entries and a lookup (measured in docs/PERFORMANCE.md). No
+-- foreign key (its check would run on every append): the purge removes the rows of deleted
+-- accounts.
 CREATE TABLE changes (
     owner_id   uuid        NOT NULL,
+    seq        bigint      NOT NULL,
     kind       text        NOT NULL,
     id         uuid        NOT NULL,
-    seq        bigint      NOT NULL,
     deleted    boolean     NOT NULL DEFAULT false,
     changed_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT changes_pkey PRIMARY KEY (owner_id, kind, id),
-    CONSTRAINT changes_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE,
+    CONSTRAINT changes_pkey PRIMARY KEY (owner_id, seq, kind, id),
     CONSTRAINT changes_kind_valid CHECK (kind IN ('task', 'project')),
     CONSTRAINT changes_seq_nonnegative CHECK (seq >= 0)
 );
--- The feed: one account's changes in counter order (ties, within one transaction, by kind
--- and id: the cursor's order).
-CREATE INDEX changes_owner_seq_idx ON changes (owner_id, seq, kind, id);
 -- The purge of expired tombstones.
 CREATE INDEX changes_tombstones_idx ON changes (changed_at) WHERE deleted;
 
 -- What exists already is in the feed from the beginning.
-INSERT INTO changes (owner_id, kind, id, seq) SELECT owner_id, 'task', id, 0 FROM tasks;
-INSERT INTO changes (owner_id, kind, id, seq) SELECT owner_id, 'project', id, 0 FROM projects;
+INSERT INTO changes (owner_id, seq, kind, id) SELECT owner_id, 0, 'task', id FROM tasks;
+INSERT INTO changes (owner_id, seq, kind, id) SELECT owner_id, 0, 'project', id FROM projects;
 
 -- The account's counter value for the current transaction: taken (incremented, the row
 -- locked) on the first call, then remembered in a transaction-local setting, so a statement
@@ -58,56 +64,60 @@ END
 $$;
 REVOKE ALL ON FUNCTION take_change_seq(uuid) FROM PUBLIC;
 
--- Records a task's or project's change (TG_ARGV[0]: its kind) at the transaction's counter
--- value: an upsert, or a tombstone on delete. A project's deletion cascades to its tasks,
--- whose own triggers record their tombstones in the same transaction. A new object's row is
--- a plain insert and a known object's a plain update (measured: cheaper than one
--- `INSERT … ON CONFLICT` for both).
-CREATE FUNCTION record_change() RETURNS trigger
+-- Stamps a task or project (TG_ARGV[0]: its kind) with the transaction's counter value and
+-- appends the change to the log, before the row is written. A row written twice in one
+-- transaction is logged once.
+CREATE FUNCTION stamp_change() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
-    owner uuid;
-    item  uuid;
-    stamp bigint;
+    stamp bigint := take_change_seq(NEW.owner_id);
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        owner := OLD.owner_id;
-        item := OLD.id;
-    ELSE
-        owner := NEW.owner_id;
-        item := NEW.id;
+    IF stamp IS NULL OR (TG_OP = 'UPDATE' AND OLD.change_seq = stamp) THEN
+        RETURN NEW;
     END IF;
-    stamp := take_change_seq(owner);
-    IF stamp IS NULL THEN
-        RETURN NULL;
+    NEW.change_seq := stamp;
+    INSERT INTO changes (owner_id, seq, kind, id) VALUES (NEW.owner_id, stamp, TG_ARGV[0], NEW.id);
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION stamp_change() FROM PUBLIC;
+
+-- Appends a deletion (a tombstone). A project's deletion cascades to its tasks, whose own
+-- triggers append theirs in the same transaction. An object changed earlier in the same
+-- transaction already has a row at this value: it becomes the tombstone. Nothing when the
+-- account itself is being deleted.
+CREATE FUNCTION record_deletion() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+DECLARE
+    stamp bigint := take_change_seq(OLD.owner_id);
+BEGIN
+    IF stamp IS NOT NULL THEN
+        INSERT INTO changes AS c (owner_id, seq, kind, id, deleted)
+            VALUES (OLD.owner_id, stamp, TG_ARGV[0], OLD.id, true)
+        ON CONFLICT (owner_id, seq, kind, id) DO UPDATE SET deleted = true;
     END IF;
-    IF TG_OP <> 'INSERT' THEN
-        UPDATE changes SET seq = stamp, deleted = (TG_OP = 'DELETE'), changed_at = now()
-            WHERE owner_id = owner AND kind = TG_ARGV[0] AND id = item;
-        IF FOUND THEN
-            RETURN NULL;
-        END IF;
-    END IF;
-    INSERT INTO changes (owner_id, kind, id, seq, deleted)
-        VALUES (owner, TG_ARGV[0], item, stamp, TG_OP = 'DELETE');
     RETURN NULL;
 END
 $$;
-REVOKE ALL ON FUNCTION record_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION record_deletion() FROM PUBLIC;
 
 -- Every change the API makes to a task or project bumps its version (label renames
 -- included), so an UPDATE that leaves the version alone (the trigger-kept
 -- `projects.task_count`, which no response shows) is not a change to report.
-CREATE TRIGGER tasks_record_change_insert_delete AFTER INSERT OR DELETE ON tasks
-    FOR EACH ROW EXECUTE FUNCTION record_change('task');
-CREATE TRIGGER tasks_record_change_update AFTER UPDATE ON tasks
+CREATE TRIGGER tasks_stamp_change_insert BEFORE INSERT ON tasks
+    FOR EACH ROW EXECUTE FUNCTION stamp_change('task');
+CREATE TRIGGER tasks_stamp_change_update BEFORE UPDATE ON tasks
     FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)
-    EXECUTE FUNCTION record_change('task');
-CREATE TRIGGER projects_record_change_insert_delete AFTER INSERT OR DELETE ON projects
-    FOR EACH ROW EXECUTE FUNCTION record_change('project');
-CREATE TRIGGER projects_record_change_update AFTER UPDATE ON projects
+    EXECUTE FUNCTION stamp_change('task');
+CREATE TRIGGER tasks_record_deletion AFTER DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION record_deletion('task');
+CREATE TRIGGER projects_stamp_change_insert BEFORE INSERT ON projects
+    FOR EACH ROW EXECUTE FUNCTION stamp_change('project');
+CREATE TRIGGER projects_stamp_change_update BEFORE UPDATE ON projects
     FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)
-    EXECUTE FUNCTION record_change('project');
+    EXECUTE FUNCTION stamp_change('project');
+CREATE TRIGGER projects_record_deletion AFTER DELETE ON projects
+    FOR EACH ROW EXECUTE FUNCTION record_deletion('project');
 
 -- Exactly-once creates: a key, claimed in the same transaction as the resource it creates,
 -- remembers the request's digest and the resource as first created (`response`, the row as
@@ -137,12 +147,12 @@ ALTER TABLE changes FORCE ROW LEVEL SECURITY;
 CREATE POLICY changes_owner_only ON changes
     USING (owner_id = nullif(current_setting('taskapi.user_id', true), '')::uuid)
     WITH CHECK (owner_id = nullif(current_setting('taskapi.user_id', true), '')::uuid);
+-- The purge compares log rows of every account with each other (which is superseded) and
+-- with `users` (whose account is gone): it sees the log's keys, never a task's content.
 CREATE POLICY changes_purge_select ON changes FOR SELECT
-    USING (current_setting('taskapi.purging', true) = 'on' AND deleted
-           AND changed_at < now() - interval '1 hour');
+    USING (current_setting('taskapi.purging', true) = 'on');
 CREATE POLICY changes_purge_delete ON changes FOR DELETE
-    USING (current_setting('taskapi.purging', true) = 'on' AND deleted
-           AND changed_at < now() - interval '1 hour');
+    USING (current_setting('taskapi.purging', true) = 'on');
 
 ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE idempotency_keys FORCE ROW LEVEL SECURITY;

@@ -229,7 +229,8 @@ impl Application {
 /// How often expired tombstones and idempotency keys are purged.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Purges expired tombstones and idempotency keys now and every `PURGE_EVERY`, in small
+/// Purges superseded change-log rows, expired tombstones and idempotency keys now and
+/// every `PURGE_EVERY`, in small
 /// batches on one pooled connection at a time (`store::purge`). A failure (the database
 /// away) is logged and tried again next time.
 async fn purge_expired(pool: deadpool_postgres::Pool, retention: std::time::Duration) {
@@ -240,13 +241,16 @@ async fn purge_expired(pool: deadpool_postgres::Pool, retention: std::time::Dura
             continue;
         };
         let purged = async {
+            let superseded = crate::store::purge::superseded_changes(&client).await?;
             let tombstones = crate::store::purge::tombstones(&client, retention).await?;
             let keys = crate::store::purge::idempotency_keys(&client).await?;
-            Ok::<_, DbError>((tombstones, keys))
+            Ok::<_, DbError>((superseded, tombstones, keys))
         };
         match purged.await {
-            Ok((0, 0)) => {}
-            Ok((tombstones, keys)) => tracing::info!(tombstones, keys, "purged expired rows"),
+            Ok((0, 0, 0)) => {}
+            Ok((superseded, tombstones, keys)) => {
+                tracing::info!(superseded, tombstones, keys, "purged rows no longer needed")
+            }
             Err(error) => tracing::warn!(error = %error, "purge failed; trying again later"),
         }
     }

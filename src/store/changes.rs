@@ -1,7 +1,7 @@
-//! The change feed's SQL (migration V5). Triggers record every task and project change in
-//! `changes`, one row per object at its latest change's counter value (the counter is
-//! taken by the writing session statement, `store::users`); this module reads the feed
-//! (`store::purge` removes expired tombstones).
+//! The change feed's SQL (migration V5). Triggers append every task and project change to
+//! the `changes` log at the transaction's counter value (taken by the writing session
+//! statement, `store::users`); this module reads the feed (`store::purge` removes
+//! superseded rows and expired tombstones).
 
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -12,21 +12,22 @@ use super::{CallerTransaction, StoreError};
 use crate::db::DbError;
 use crate::domain::changes::{ChangeKind, FeedPosition};
 
-// One statement, so one snapshot: the changes rows and the objects they point at agree, and
+// One statement, so one snapshot: the log rows and the objects they point at agree, and
 // every change at or before the last one returned has committed (the counter's lock makes
-// the counter order the commit order). `$5`: leave out tombstones (a walk from the
-// beginning, which only needs what exists).
+// the counter order the commit order). A log row is shown only while it is its object's
+// latest change: the object's `change_seq` still names it, or it is a tombstone. `$5`: leave
+// out tombstones (a walk from the beginning, which only needs what exists).
 const FEED: &str = "SELECT c.kind, c.deleted, c.id, c.seq, \
          t.id, t.title, t.description, t.status::text, t.priority::text, t.due_at, \
          t.completed_at, t.version, t.created_at, t.updated_at, t.project_id, t.labels, \
          p.id, p.name, p.version, p.created_at, p.updated_at \
      FROM changes c \
      LEFT JOIN tasks t ON c.kind = 'task' AND NOT c.deleted \
-         AND t.owner_id = c.owner_id AND t.id = c.id \
+         AND t.owner_id = c.owner_id AND t.id = c.id AND t.change_seq = c.seq \
      LEFT JOIN projects p ON c.kind = 'project' AND NOT c.deleted \
-         AND p.owner_id = c.owner_id AND p.id = c.id \
+         AND p.owner_id = c.owner_id AND p.id = c.id AND p.change_seq = c.seq \
      WHERE c.owner_id = $1 AND (c.seq, c.kind, c.id) > ($2, $3, $4) \
-         AND NOT (c.deleted AND $5) \
+         AND CASE WHEN c.deleted THEN NOT $5 ELSE t.id IS NOT NULL OR p.id IS NOT NULL END \
      ORDER BY c.seq, c.kind, c.id \
      LIMIT $6";
 
@@ -77,8 +78,8 @@ pub async fn feed(
                 kind: Some(kind),
                 id: row.try_get(2)?,
             };
-            // The object's row is there unless deleted (one snapshot); a row missing anyway
-            // (removed behind the triggers' back) reads as a deletion rather than an error.
+            // The statement shows an upsert only with its object (one snapshot); were it
+            // missing anyway, it would read as a deletion rather than an error.
             let missing = row
                 .try_get::<_, Option<Uuid>>(if kind == ChangeKind::Task { 4 } else { 16 })?
                 .is_none();

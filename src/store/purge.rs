@@ -1,5 +1,6 @@
-//! The background purge of what has expired: tombstones older than `CHANGES_RETENTION_DAYS`
-//! and idempotency keys older than 24 hours. It runs with no caller: `taskapi.purging` lets
+//! The background purge of what is no longer needed: change-log rows that a later change of
+//! the same object supersedes (or whose account is gone), tombstones older than
+//! `CHANGES_RETENTION_DAYS`, and idempotency keys older than 24 hours. It runs with no caller: `taskapi.purging` lets
 //! it see and delete expired rows of every account, and nothing else (the policies of
 //! migration V5). Small batches, each its own short transaction, so no request waits on it
 //! for long.
@@ -18,8 +19,19 @@ const BATCH: u64 = 1000;
 // policy, which the purge has no business having. A request rarely touches an expired row
 // (a deleted object stays deleted; a key past 24 hours is claimed again only by a retry
 // that late), and then one of the two waits for the other's short transaction.
-const TOMBSTONES: &str = "DELETE FROM changes WHERE ctid = ANY (ARRAY( \
-         SELECT ctid FROM changes WHERE deleted AND changed_at < $1 LIMIT 1000))";
+// An expired tombstone goes with every earlier row of its object (nothing comes after it).
+const TOMBSTONES: &str = "DELETE FROM changes WHERE (owner_id, kind, id) IN ( \
+         SELECT owner_id, kind, id FROM changes WHERE deleted AND changed_at < $1 LIMIT 1000)";
+
+// A log row is superseded by a later row of the same object. The newest rows are left alone
+// (a minute): a transaction still running may be reading them, and they cost nothing yet.
+const SUPERSEDED: &str = "DELETE FROM changes WHERE ctid = ANY (ARRAY( \
+         SELECT c.ctid FROM changes c \
+         WHERE NOT c.deleted AND c.changed_at < now() - interval '1 minute' \
+           AND (EXISTS (SELECT 1 FROM changes l WHERE l.owner_id = c.owner_id \
+                            AND l.kind = c.kind AND l.id = c.id AND l.seq > c.seq) \
+                OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = c.owner_id)) \
+         LIMIT 1000))";
 
 const IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY( \
          SELECT ctid FROM idempotency_keys WHERE claimed_at < now() - interval '24 hours' \
@@ -30,6 +42,11 @@ const IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY (A
 pub async fn tombstones(client: &Client, retention: Duration) -> Result<u64, DbError> {
     let cutoff = OffsetDateTime::now_utc() - (retention + Duration::from_secs(3600));
     in_batches(client, TOMBSTONES, &[&cutoff]).await
+}
+
+/// Deletes the change-log rows later changes supersede, and those of deleted accounts.
+pub async fn superseded_changes(client: &Client) -> Result<u64, DbError> {
+    in_batches(client, SUPERSEDED, &[]).await
 }
 
 /// Deletes the idempotency keys (and the responses they keep) older than 24 hours.

@@ -43,11 +43,11 @@ async fn one_transaction_stamps_every_row_it_changes_with_one_counter_value() {
     );
     let stamped: Vec<i64> = db
         .query(
-            "SELECT seq FROM changes WHERE owner_id = $1 AND kind = 'task'",
+            "SELECT change_seq FROM tasks WHERE owner_id = $1",
             &[&user.id],
         )
         .await
-        .expect("changes")
+        .expect("tasks")
         .iter()
         .map(|row| row.get(0))
         .collect();
@@ -56,6 +56,15 @@ async fn one_transaction_stamps_every_row_it_changes_with_one_counter_value() {
         vec![before + 1; 3],
         "every renamed task at that value"
     );
+    let logged: i64 = db
+        .query_one(
+            "SELECT count(*) FROM changes WHERE owner_id = $1 AND seq = $2 AND kind = 'task'",
+            &[&user.id, &(before + 1)],
+        )
+        .await
+        .expect("log")
+        .get(0);
+    assert_eq!(logged, 3, "one log row per renamed task, at that value");
 }
 
 async fn counter(db: &tokio_postgres::Client, user: Uuid) -> i64 {
@@ -157,7 +166,8 @@ async fn the_api_role_sees_no_changes_or_keys_without_a_caller() {
             .expect("count")
             .get(0);
         assert_eq!(seen, 0, "{table} without a caller");
-        // Purging opens only what has expired, and nothing of this user's has.
+        // Purging opens the log's keys (to find superseded rows) and, of the idempotency
+        // keys, only the expired: nothing of this user's.
         let transaction = api.transaction().await.expect("transaction");
         transaction
             .execute("SELECT set_config('taskapi.purging', 'on', true)", &[])
@@ -171,7 +181,8 @@ async fn the_api_role_sees_no_changes_or_keys_without_a_caller() {
             .await
             .expect("count")
             .get(0);
-        assert_eq!(seen, 0, "{table} while purging: nothing fresh");
+        let expected = if table == "changes" { 1 } else { 0 };
+        assert_eq!(seen, expected, "{table} while purging");
     }
     let refused = api
         .execute(
@@ -213,12 +224,12 @@ async fn the_purge_takes_expired_tombstones_and_keys_and_nothing_else() {
     let db = app.db().await;
     let old: Uuid = tasks[0]["id"].as_str().unwrap().parse().unwrap();
     let kept: Uuid = tasks[2]["id"].as_str().unwrap().parse().unwrap();
-    // Ages set behind the API's back: one tombstone past 30 days (and the hour of margin),
-    // one not; the surviving task's own row very old (not a tombstone: never purged); the
-    // first key past 24 hours.
+    // Ages set behind the API's back: one deleted task's rows past 30 days (and the hour of
+    // margin), the other's not; the surviving task's own row very old (its latest change:
+    // never purged); the first key past 24 hours.
     db.batch_execute(&format!(
         "UPDATE changes SET changed_at = now() - interval '31 days 2 hours' WHERE id IN ('{old}', '{kept}'); \
-         UPDATE changes SET changed_at = now() - interval '29 days' WHERE owner_id = '{owner}' AND deleted AND id <> '{old}'; \
+         UPDATE changes SET changed_at = now() - interval '29 days' WHERE owner_id = '{owner}' AND id NOT IN ('{old}', '{kept}'); \
          UPDATE idempotency_keys SET claimed_at = now() - interval '25 hours' WHERE owner_id = '{owner}' AND key = 'old';",
         owner = user.id
     ))
@@ -227,6 +238,9 @@ async fn the_purge_takes_expired_tombstones_and_keys_and_nothing_else() {
 
     let api = as_api_role().await;
     let retention = Duration::from_secs(30 * 86_400);
+    let superseded = taskapi::store::purge::superseded_changes(&api)
+        .await
+        .expect("purged");
     let tombstones = taskapi::store::purge::tombstones(&api, retention)
         .await
         .expect("purged");
@@ -234,8 +248,8 @@ async fn the_purge_takes_expired_tombstones_and_keys_and_nothing_else() {
         .await
         .expect("purged");
     assert!(
-        tombstones >= 1 && keys >= 1,
-        "{tombstones} tombstones, {keys} keys"
+        superseded >= 1 && tombstones >= 1 && keys >= 1,
+        "{superseded} superseded, {tombstones} tombstones, {keys} keys"
     );
 
     let left: Vec<(Uuid, bool)> = db
@@ -251,7 +265,8 @@ async fn the_purge_takes_expired_tombstones_and_keys_and_nothing_else() {
     assert_eq!(
         left.len(),
         2,
-        "the live task and the recent tombstone: {left:?}"
+        "the live task's creation and the recent tombstone (the creations the tombstones \
+         supersede, and the expired tombstone with its object's rows, are gone): {left:?}"
     );
     assert!(left.contains(&(kept, false)));
     assert!(
