@@ -1,9 +1,9 @@
 //! The background purge of what is no longer needed: change-log rows that a later change of
 //! the same object supersedes (or whose account is gone), tombstones older than
-//! `CHANGES_RETENTION_DAYS`, and idempotency keys older than 24 hours. It runs with no caller: `taskapi.purging` lets
-//! it see and delete expired rows of every account, and nothing else (the policies of
-//! migration V5). Small batches, each its own short transaction, so no request waits on it
-//! for long.
+//! `CHANGES_RETENTION_DAYS`, and idempotency keys older than 24 hours. It runs with no
+//! caller: `taskapi.purging` lets it see the change log's keys and the expired idempotency
+//! keys of every account (the policies of migration V5). Tombstones and keys go in small batches, each its own short
+//! transaction, so no request waits on it for long.
 
 use std::time::Duration;
 
@@ -23,15 +23,19 @@ const BATCH: u64 = 1000;
 const TOMBSTONES: &str = "DELETE FROM changes WHERE (owner_id, kind, id) IN ( \
          SELECT owner_id, kind, id FROM changes WHERE deleted AND changed_at < $1 LIMIT 1000)";
 
-// A log row is superseded by a later row of the same object. The newest rows are left alone
-// (a minute): a transaction still running may be reading them, and they cost nothing yet.
-const SUPERSEDED: &str = "DELETE FROM changes WHERE ctid = ANY (ARRAY( \
-         SELECT c.ctid FROM changes c \
-         WHERE NOT c.deleted AND c.changed_at < now() - interval '1 minute' \
-           AND (EXISTS (SELECT 1 FROM changes l WHERE l.owner_id = c.owner_id \
-                            AND l.kind = c.kind AND l.id = c.id AND l.seq > c.seq) \
-                OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = c.owner_id)) \
-         LIMIT 1000))";
+// A log row is superseded by a later row of the same object. One pass over the log (an
+// aggregate and a hash join, not a probe per row), not in batches: no request waits on these
+// rows (requests only append, and touch a row again only within the transaction that appended
+// it, which the minute of grace leaves alone). A second statement takes the rows of accounts
+// that no longer exist.
+const SUPERSEDED: &str = "DELETE FROM changes c USING ( \
+         SELECT owner_id, kind, id, max(seq) AS latest FROM changes \
+         GROUP BY owner_id, kind, id) m \
+     WHERE c.owner_id = m.owner_id AND c.kind = m.kind AND c.id = m.id AND c.seq < m.latest \
+       AND c.changed_at < now() - interval '1 minute'";
+
+const ORPHANED: &str = "DELETE FROM changes c \
+     WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = c.owner_id)";
 
 const IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY( \
          SELECT ctid FROM idempotency_keys WHERE claimed_at < now() - interval '24 hours' \
@@ -46,7 +50,8 @@ pub async fn tombstones(client: &Client, retention: Duration) -> Result<u64, DbE
 
 /// Deletes the change-log rows later changes supersede, and those of deleted accounts.
 pub async fn superseded_changes(client: &Client) -> Result<u64, DbError> {
-    in_batches(client, SUPERSEDED, &[]).await
+    let superseded = in_batches(client, SUPERSEDED, &[]).await?;
+    Ok(superseded + in_batches(client, ORPHANED, &[]).await?)
 }
 
 /// Deletes the idempotency keys (and the responses they keep) older than 24 hours.
