@@ -238,19 +238,17 @@ async fn the_purge_takes_expired_tombstones_and_keys_and_nothing_else() {
 
     let api = as_api_role().await;
     let retention = Duration::from_secs(30 * 86_400);
-    let superseded = taskapi::store::purge::superseded_changes(&api)
+    // Other tests' servers purge too (each purges when it starts), so which call deletes these
+    // rows is not ours to count: the state left is what is checked.
+    taskapi::store::purge::superseded_changes(&api)
         .await
         .expect("purged");
-    let tombstones = taskapi::store::purge::tombstones(&api, retention)
+    taskapi::store::purge::tombstones(&api, retention)
         .await
         .expect("purged");
-    let keys = taskapi::store::purge::idempotency_keys(&api)
+    taskapi::store::purge::idempotency_keys(&api)
         .await
         .expect("purged");
-    assert!(
-        superseded >= 1 && tombstones >= 1 && keys >= 1,
-        "{superseded} superseded, {tombstones} tombstones, {keys} keys"
-    );
 
     let left: Vec<(Uuid, bool)> = db
         .query(
