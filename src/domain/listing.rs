@@ -399,13 +399,14 @@ fn kind(field: SortField) -> u8 {
 }
 
 /// A priority's rank, 0 (low) to 3 (urgent): its index in `Priority::ALL`.
+/// A priority's rank: its place in `Priority::ALL`, which is in rank order (and is how
+/// `decode` reads it back).
 fn rank(priority: Priority) -> u8 {
-    match priority {
-        Priority::Low => 0,
-        Priority::Medium => 1,
-        Priority::High => 2,
-        Priority::Urgent => 3,
-    }
+    Priority::ALL
+        .iter()
+        .position(|p| *p == priority)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(u8::MAX)
 }
 
 /// PostgreSQL's epoch: timestamps travel as microseconds since it, PostgreSQL's own

@@ -24,9 +24,15 @@ pub async fn close_when_unread(request: Request, next: Next) -> Response {
         .extensions()
         .get::<ConnectInfo<Peer>>()
         .map(|info| info.0.linger.clone());
+    if http_body::Body::is_end_stream(request.body()) {
+        // No body (most GETs): nothing can be left unread, and nothing to wrap.
+        if let Some(linger) = linger {
+            linger.set(false);
+        }
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
-    let has_body = !http_body::Body::is_end_stream(&body);
-    let finished = Arc::new(AtomicBool::new(!has_body));
+    let finished = Arc::new(AtomicBool::new(false));
     let tracked = Body::new(TrackedBody {
         inner: body,
         finished: finished.clone(),

@@ -78,13 +78,8 @@ pub async fn feed(
                 kind: Some(kind),
                 id: row.try_get(2)?,
             };
-            // The statement shows an upsert only with its object (one snapshot); were it
-            // missing anyway, it would read as a deletion rather than an error.
-            let missing = row
-                .try_get::<_, Option<Uuid>>(if kind == ChangeKind::Task { 4 } else { 16 })?
-                .is_none();
             let change = match kind {
-                _ if deleted || missing => Change::Deleted,
+                _ if deleted => Change::Deleted,
                 ChangeKind::Task => Change::Task(TaskRow::read(row, 4)?),
                 ChangeKind::Project => Change::Project(ProjectRow::read(row, 16)?),
             };

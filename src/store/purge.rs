@@ -50,8 +50,8 @@ pub async fn tombstones(client: &Client, retention: Duration) -> Result<u64, DbE
 
 /// Deletes the change-log rows later changes supersede, and those of deleted accounts.
 pub async fn superseded_changes(client: &Client) -> Result<u64, DbError> {
-    let superseded = in_batches(client, SUPERSEDED, &[]).await?;
-    Ok(superseded + in_batches(client, ORPHANED, &[]).await?)
+    let superseded = purging(client, SUPERSEDED, &[]).await?;
+    Ok(superseded + purging(client, ORPHANED, &[]).await?)
 }
 
 /// Deletes the idempotency keys (and the responses they keep) older than 24 hours.
@@ -59,6 +59,7 @@ pub async fn idempotency_keys(client: &Client) -> Result<u64, DbError> {
     in_batches(client, IDEMPOTENCY_KEYS, &[]).await
 }
 
+/// Runs a batch statement (`LIMIT 1000` inside) until a batch comes back short.
 async fn in_batches(
     client: &Client,
     sql: &str,
@@ -66,17 +67,28 @@ async fn in_batches(
 ) -> Result<u64, DbError> {
     let mut purged = 0;
     loop {
-        client
-            .batch_execute("BEGIN; SELECT set_config('taskapi.purging', 'on', true)")
-            .await?;
-        let deleted = client.execute(sql, params).await;
-        // After a failed DELETE this is a rollback.
-        let ended = client.batch_execute("COMMIT").await;
-        let deleted = deleted?;
-        ended?;
+        let deleted = purging(client, sql, params).await?;
         purged += deleted;
         if deleted < BATCH {
             return Ok(purged);
         }
     }
+}
+
+/// Runs one purge statement in its own transaction, with the purging flag set; how many rows
+/// it deleted.
+async fn purging(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, DbError> {
+    client
+        .batch_execute("BEGIN; SELECT set_config('taskapi.purging', 'on', true)")
+        .await?;
+    let deleted = client.execute(sql, params).await;
+    // After a failed DELETE this is a rollback.
+    let ended = client.batch_execute("COMMIT").await;
+    let deleted = deleted?;
+    ended?;
+    Ok(deleted)
 }

@@ -11,7 +11,7 @@ use super::idempotency::{self, KeyedCreate, Once, Route};
 use super::{CallerTransaction, StoreError, exists_after_write, missing_or_stale};
 use crate::db::DbError;
 use crate::domain::etag::Precondition;
-use crate::domain::listing::{ProjectFilter, Sort, SortField, SortKey, TaskQuery};
+use crate::domain::listing::{Position, ProjectFilter, Sort, SortField, SortKey, TaskQuery};
 use crate::domain::task::{NewTask, Priority, TaskChanges, TaskStatus};
 
 /// The owner's foreign key (migration V1): violated when the caller was just deleted.
@@ -463,17 +463,7 @@ impl TaskRow {
             SortField::Title => SortKey::Title(self.title.clone()),
         }
     }
-}
 
-impl TryFrom<Row> for TaskRow {
-    type Error = StoreError;
-
-    fn try_from(row: Row) -> Result<Self, StoreError> {
-        Self::read(&row, 0)
-    }
-}
-
-impl TaskRow {
     /// The task in `row`'s columns from `at` on, in the order of `columns!()`.
     pub(super) fn read(row: &Row, at: usize) -> Result<Self, StoreError> {
         let status: &str = row.try_get(at + 3)?;
@@ -493,6 +483,14 @@ impl TaskRow {
             project_id: row.try_get(at + 10)?,
             labels: row.try_get(at + 11)?,
         })
+    }
+}
+
+impl TryFrom<Row> for TaskRow {
+    type Error = StoreError;
+
+    fn try_from(row: Row) -> Result<Self, StoreError> {
+        Self::read(&row, 0)
     }
 }
 
@@ -596,17 +594,6 @@ pub struct TaskPage {
     pub more: bool,
 }
 
-/// A priority as the text the keyset statements cast to `task_priority`: a `'static`
-/// reference, so that it can stand among the other parameters.
-fn priority_text(priority: Priority) -> &'static &'static str {
-    match priority {
-        Priority::Low => &"low",
-        Priority::Medium => &"medium",
-        Priority::High => &"high",
-        Priority::Urgent => &"urgent",
-    }
-}
-
 /// One page of the owner's tasks and the number of all that match, in one round trip.
 pub async fn list(
     tx: &CallerTransaction<'_>,
@@ -638,6 +625,14 @@ pub async fn list(
     let only_label = query.only_label();
     // One row more than the page: whether it comes back tells whether another page follows.
     let fetch = query.limit + 1;
+    // A priority key travels as text (the keyset statements cast it to `task_priority`).
+    let priority_key = match &query.after {
+        Some(Position {
+            key: SortKey::Priority(priority),
+            ..
+        }) => Some(priority.as_str()),
+        _ => None,
+    };
     // After the filters, every list statement takes where its page starts, then its size:
     // `OFFSET` last for offset pages; the last task's key (none for an undated task's due
     // date) and id first for cursor pages.
@@ -649,7 +644,7 @@ pub async fn list(
                 | SortKey::UpdatedAt(instant)
                 | SortKey::DueAt(Some(instant)) => Some(instant),
                 SortKey::DueAt(None) => None,
-                SortKey::Priority(priority) => Some(priority_text(*priority)),
+                SortKey::Priority(_) => priority_key.as_ref().map(|key| key as _),
                 SortKey::Title(title) => Some(title),
             };
             key.into_iter()
@@ -761,17 +756,5 @@ pub async fn delete(
     match deleted? {
         1 => Ok(()),
         _ => Err(missing_or_stale(existing?)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_keyset_priority_text_is_the_priority_itself() {
-        for priority in Priority::ALL {
-            assert_eq!(*priority_text(priority), priority.as_str());
-        }
     }
 }
