@@ -71,16 +71,13 @@ impl IdempotencyHeader {
     }
 }
 
-/// The response to a keyed create: the resource's (`respond`), replays marked as such;
+/// The response to a keyed create: the resource's (`render`), replays marked as such;
 /// another body under the same key is 422 and a key still in flight 409.
-pub fn respond<T>(
-    outcome: Once<T>,
-    respond: impl Fn(&T) -> Response,
-) -> Result<Response, ApiError> {
+pub fn respond<T>(outcome: Once<T>, render: impl Fn(&T) -> Response) -> Result<Response, ApiError> {
     match outcome {
-        Once::Created(resource) => Ok(respond(&resource)),
+        Once::Created(resource) => Ok(render(&resource)),
         Once::Replayed(resource) => {
-            let mut response = respond(&resource);
+            let mut response = render(&resource);
             response
                 .headers_mut()
                 .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
