@@ -87,6 +87,11 @@ impl Connection {
         }
     }
 
+    /// The statements that open a transaction on this connection.
+    pub fn begin(&self) -> &str {
+        &self.sending.begin
+    }
+
     fn unnamed(&self, sql: &'static str) -> Result<Ready<'_>, DbError> {
         let types = self.sending.types.get().ok_or_else(|| {
             DbError::Other("unnamed statements used before Pool::ready_statements".into())

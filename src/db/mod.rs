@@ -77,8 +77,24 @@ pub struct Pool {
 #[derive(Debug)]
 pub(crate) struct Sending {
     pub(crate) mode: StatementMode,
+    /// What opens a transaction. With unnamed statements the connection may be a
+    /// transaction pooler's, whose server connections do not keep the session settings sent
+    /// when this connection opened: each transaction then sets its timeouts itself, in the
+    /// same message as its `BEGIN` (no extra round trip).
+    pub(crate) begin: Box<str>,
     statements: Arc<[&'static str]>,
     pub(crate) types: OnceLock<ParameterTypes>,
+}
+
+impl SessionTimeouts {
+    /// `BEGIN`, and the timeouts for this transaction alone.
+    fn begin_statements(&self) -> String {
+        format!(
+            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
+            self.statement.as_millis(),
+            self.lock.as_millis()
+        )
+    }
 }
 
 /// A pool of connections. Recycling is `Fast` (no ping on every return): a broken
@@ -136,6 +152,10 @@ pub fn pool(
         inner,
         sending: Arc::new(Sending {
             mode,
+            begin: match mode {
+                StatementMode::Prepared => "BEGIN".into(),
+                StatementMode::Unnamed => timeouts.begin_statements().into(),
+            },
             statements,
             types: OnceLock::new(),
         }),

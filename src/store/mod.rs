@@ -181,7 +181,7 @@ async fn in_transaction<T>(
     };
     let (begin, session, result, commit) = tokio::join!(
         biased;
-        client.batch_execute("BEGIN"),
+        client.batch_execute(client.begin()),
         users::open_session(&transaction, caller, writes),
         operation(&transaction),
         commit,

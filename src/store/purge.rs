@@ -85,7 +85,10 @@ async fn purging(
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64, DbError> {
     client
-        .batch_execute("BEGIN; SELECT set_config('taskapi.purging', 'on', true)")
+        .batch_execute(&format!(
+            "{}; SELECT set_config('taskapi.purging', 'on', true)",
+            client.begin()
+        ))
         .await?;
     let deleted = client.execute(sql, params).await;
     // After a failed DELETE this is a rollback.

@@ -43,6 +43,17 @@ pub async fn database() -> &'static ReadyDatabase {
         .await
 }
 
+/// How the test servers send statements: prepared (the default), or unnamed with
+/// `TEST_STATEMENTS=unnamed`, so the whole suite can run the way a transaction pooler
+/// needs (CI runs it both ways).
+pub fn statement_mode() -> taskapi::db::StatementMode {
+    match std::env::var("TEST_STATEMENTS").as_deref() {
+        Ok("unnamed") => taskapi::db::StatementMode::Unnamed,
+        Ok("prepared") | Err(_) => taskapi::db::StatementMode::Prepared,
+        Ok(other) => panic!("TEST_STATEMENTS must be prepared or unnamed, not {other:?}"),
+    }
+}
+
 pub fn settings(config: tokio_postgres::Config) -> Settings {
     Settings {
         database: Database::External {
@@ -59,7 +70,7 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         login_failures_per_address: 300,
         registrations_per_address: 10_000,
         database_timeouts: Default::default(),
-        statement_mode: Default::default(),
+        statement_mode: statement_mode(),
         request_timeout: taskapi::http::deadline::REQUEST_TIMEOUT,
         allow_rls_bypass: false,
         changes_retention: std::time::Duration::from_secs(30 * 86_400),

@@ -16,6 +16,7 @@ mod labels;
 mod logs;
 mod openapi;
 mod outage;
+mod pooler;
 mod private_postgres;
 mod projects;
 mod refusals;
