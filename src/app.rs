@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::auth::lockout::{ACCOUNT_WINDOW, AddressThrottle};
+use crate::auth::lockout::ACCOUNT_WINDOW;
 use crate::auth::{PasswordHasher, TokenService};
 use crate::config::{Database, Settings};
 use crate::db::{self, DbError, MigrateError, private};
 use crate::domain::cursor::CursorKey;
 use crate::listener::{LingeringListener, Peer};
 use crate::state::{AppState, Shared};
+use crate::store::address_attempts::{AddressLimit, AttemptKind};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -177,14 +178,16 @@ impl Application {
             changes_retention: settings.changes_retention,
             hasher,
             openapi_json: Arc::new(openapi_json),
-            login_throttle: AddressThrottle::new(
-                settings.login_failures_per_address,
-                ACCOUNT_WINDOW,
-            ),
-            registration_throttle: AddressThrottle::new(
-                settings.registrations_per_address,
-                ACCOUNT_WINDOW,
-            ),
+            login_limit: AddressLimit {
+                kind: AttemptKind::Login,
+                attempts: settings.login_failures_per_address,
+                window: ACCOUNT_WINDOW,
+            },
+            registration_limit: AddressLimit {
+                kind: AttemptKind::Registration,
+                attempts: settings.registrations_per_address,
+                window: ACCOUNT_WINDOW,
+            },
             trusted_proxies: settings.trusted_proxies.clone().into(),
         }));
 
@@ -231,8 +234,8 @@ impl Application {
 /// How often expired tombstones and idempotency keys are purged.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Purges superseded change-log rows, expired tombstones and idempotency keys now and
-/// every `PURGE_EVERY`, in small
+/// Purges superseded change-log rows, expired tombstones, idempotency keys and per-address
+/// counts now and every `PURGE_EVERY`, in small
 /// batches on one pooled connection at a time (`store::purge`). A failure (the database
 /// away) is logged and tried again next time.
 async fn purge_expired(pool: db::Pool, retention: std::time::Duration) {
@@ -246,6 +249,7 @@ async fn purge_expired(pool: db::Pool, retention: std::time::Duration) {
             let superseded = crate::store::purge::superseded_changes(&client).await?;
             let tombstones = crate::store::purge::tombstones(&client, retention).await?;
             let keys = crate::store::purge::idempotency_keys(&client).await?;
+            crate::store::address_attempts::purge_expired(&client, ACCOUNT_WINDOW).await?;
             Ok::<_, DbError>((superseded, tombstones, keys))
         };
         match purged.await {

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::auth::lockout::AddressThrottle;
 use crate::auth::{PasswordHasher, TokenService};
 use crate::domain::cursor::CursorKey;
 
@@ -31,10 +30,11 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     /// `/openapi.json`, rendered once.
     pub openapi_json: Arc<String>,
-    /// Failed logins per client address (the per-account count is in PostgreSQL).
-    pub login_throttle: AddressThrottle,
+    /// Failed logins per client address (counted in PostgreSQL, like the per-account
+    /// count, so that it holds across instances).
+    pub login_limit: crate::store::address_attempts::AddressLimit,
     /// Registrations per client address.
-    pub registration_throttle: AddressThrottle,
+    pub registration_limit: crate::store::address_attempts::AddressLimit,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }

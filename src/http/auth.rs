@@ -15,6 +15,7 @@ use crate::domain::{Email, Password, ValidationErrors, timestamp};
 use crate::http::current_user::CurrentUser;
 use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
 use crate::state::AppState;
+use crate::store::address_attempts::{self, AddressLimit, Attempt, Refused};
 use crate::store::{self, users::UserRow};
 
 /// Credentials, for registration and login.
@@ -102,24 +103,32 @@ fn too_many(retry_after_secs: i64) -> ApiError {
     }
 }
 
-fn too_many_from(address_wait: u64) -> ApiError {
-    too_many(i64::try_from(address_wait).unwrap_or(i64::MAX))
+/// An attempt from `address` counted against `limit`: 429 when the address is at it.
+async fn count_attempt(
+    state: &AppState,
+    limit: AddressLimit,
+    address: std::net::IpAddr,
+) -> Result<Attempt, ApiError> {
+    match address_attempts::count(&state.pool, limit, address).await {
+        Ok(attempt) => Ok(attempt),
+        Err(Refused::AtLimit { retry_after_secs }) => Err(ApiError::TooManyRequests {
+            retry_after_secs: retry_after_secs.max(1),
+        }),
+        Err(Refused::Store(error)) => Err(error.into()),
+    }
 }
 
 /// Checks a password confirmation (password change, account deletion) like a login: the
 /// account's and the address's counts are taken first (past a limit: 429, no hashing),
 /// a wrong password keeps them, a right one clears the account's and gives the address's
-/// slot back.
+/// attempt back.
 async fn confirm_password(
     state: &AppState,
     user: &CurrentUser,
     address: std::net::IpAddr,
     password: String,
 ) -> Result<(), ApiError> {
-    let slot = state
-        .login_throttle
-        .acquire(address)
-        .map_err(too_many_from)?;
+    let address_attempt = count_attempt(state, state.login_limit, address).await?;
     let client = state.database().await?;
     let attempt = store::login_failures::count_confirmation(&client, &user.caller()).await?;
     drop(client);
@@ -133,11 +142,13 @@ async fn confirm_password(
         .map_err(hashing_failed)?;
     let client = state.database().await?;
     if !verified {
-        slot.keep();
+        address_attempt.keep();
         store::login_failures::purge_expired(&client).await?;
         return Err(ApiError::Unauthorized("the password is incorrect"));
     }
     store::login_failures::clear(&client, &attempt.email).await?;
+    drop(client);
+    address_attempt.give_back().await?;
     Ok(())
 }
 
@@ -172,12 +183,9 @@ pub async fn register(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(errors.into());
     };
-    let slot = state
-        .registration_throttle
-        .acquire(address)
-        .map_err(too_many_from)?;
+    let address_attempt = count_attempt(&state, state.registration_limit, address).await?;
     let hash = state.hasher.hash(password).await.map_err(hashing_failed)?;
-    slot.keep();
+    address_attempt.keep();
     let client = state.database().await?;
     let user = store::users::insert(&client, &email, &hash).await?;
     Ok((StatusCode::CREATED, axum::Json(UserResponse::from(user))).into_response())
@@ -210,10 +218,7 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     // Both counts first (API.md "Account security"): past either limit the answer is 429,
     // whether or not the password is right, and no hash is computed.
-    let slot = state
-        .login_throttle
-        .acquire(address)
-        .map_err(too_many_from)?;
+    let address_attempt = count_attempt(&state, state.login_limit, address).await?;
     let email = Email::normalize_for_lookup(&body.email);
     // An address PostgreSQL cannot even store (NUL) can have no account: it gets the same
     // Argon2 work and the same 401 as any unknown one, without touching the database.
@@ -240,7 +245,7 @@ pub async fn login(
     let (user_id, token_version) = match account {
         Some(account) if verified => account,
         _ => {
-            slot.keep();
+            address_attempt.keep();
             if storable {
                 let client = state.database().await?;
                 store::login_failures::purge_expired(&client).await?;
@@ -251,6 +256,7 @@ pub async fn login(
     let client = state.database().await?;
     store::login_failures::clear(&client, &email).await?;
     drop(client);
+    address_attempt.give_back().await?;
     let issued = state
         .tokens
         .issue(user_id, token_version)

@@ -2,6 +2,7 @@
 //! owner in its own `WHERE`, so a row that is not the caller's looks exactly like a
 //! missing one. Statements are prepared once per connection and cached.
 
+pub mod address_attempts;
 pub mod changes;
 pub mod health;
 pub mod idempotency;
@@ -226,6 +227,7 @@ pub fn all_statements() -> impl Iterator<Item = &'static str> {
     users::STATEMENTS
         .iter()
         .chain(login_failures::STATEMENTS.iter())
+        .chain(address_attempts::STATEMENTS.iter())
         .chain(projects::STATEMENTS.iter())
         .chain(labels::STATEMENTS.iter())
         .chain(changes::STATEMENTS.iter())

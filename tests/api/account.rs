@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::helpers::{
     PASSWORD, TestApp, TestUser, assert_invalid_fields, assert_problem, database, json_body,
-    unique_email,
+    loopback_client, random_loopback, unique_email,
 };
 
 async fn token_for(app: &TestApp, email: &str, password: &str) -> String {
@@ -304,9 +304,10 @@ async fn failures_are_also_limited_per_client_address_behind_a_trusted_proxy() {
     let config = database().await.config.clone();
     let app = TestApp::spawn_with(config, |settings| {
         settings.login_failures_per_address = 3;
-        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        settings.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
-    .await;
+    .await
+    .from_own_address();
     let user = app.new_user().await;
     let from = |address: &str, email: &str, password: &str| {
         app.request(Method::POST, "/auth/login", None)
@@ -314,23 +315,25 @@ async fn failures_are_also_limited_per_client_address_behind_a_trusted_proxy() {
             .json(&json!({"email": email, "password": password}))
             .send()
     };
+    // Addresses of this test's own (the counts live in the shared database).
+    let (guesser, elsewhere) = (random_loopback().to_string(), random_loopback().to_string());
     for _ in 0..3 {
-        let response = from("203.0.113.9", &unique_email(), "guessing")
-            .await
-            .unwrap();
+        let response = from(&guesser, &unique_email(), "guessing").await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    let blocked = from("203.0.113.9", &user.email, PASSWORD).await.unwrap();
+    let blocked = from(&guesser, &user.email, PASSWORD).await.unwrap();
     assert!(retry_after(&blocked) >= 1);
     assert_problem(blocked, StatusCode::TOO_MANY_REQUESTS).await;
-    let elsewhere = from("198.51.100.4", &user.email, PASSWORD).await.unwrap();
+    let elsewhere = from(&elsewhere, &user.email, PASSWORD).await.unwrap();
     assert_eq!(elsewhere.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     let config = database().await.config.clone();
-    let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 2).await;
+    let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 2)
+        .await
+        .from_own_address();
     for address in ["203.0.113.1", "203.0.113.2"] {
         let response = app
             .request(Method::POST, "/auth/login", None)
@@ -349,7 +352,9 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
 #[tokio::test]
 async fn registrations_are_limited_per_client_address() {
     let config = database().await.config.clone();
-    let app = TestApp::spawn_with(config, |settings| settings.registrations_per_address = 2).await;
+    let app = TestApp::spawn_with(config, |settings| settings.registrations_per_address = 2)
+        .await
+        .from_own_address();
     for _ in 0..2 {
         assert_eq!(
             app.register(&unique_email(), PASSWORD).await.status(),
@@ -409,8 +414,76 @@ async fn sixty_parallel_wrong_logins_get_exactly_ten_401s() {
 #[tokio::test]
 async fn the_per_address_limit_holds_under_a_parallel_burst() {
     let config = database().await.config.clone();
-    let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 7).await;
+    let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 7)
+        .await
+        .from_own_address();
     // Forty different (unknown) accounts, so only the address's count can refuse them.
     let (unauthorized, throttled) = parallel_wrong_logins(&app, |_| unique_email(), 40).await;
     assert_eq!((unauthorized, throttled), (7, 33));
+}
+
+#[tokio::test]
+async fn the_per_address_limits_hold_across_instances_under_a_parallel_burst() {
+    let config = database().await.config.clone();
+    let address = random_loopback();
+    let limited = |settings: &mut taskapi::config::Settings| {
+        settings.login_failures_per_address = 5;
+        settings.registrations_per_address = 2;
+    };
+    // Two instances on one database, one client address.
+    let mut first = TestApp::spawn_with(config.clone(), limited).await;
+    let mut second = TestApp::spawn_with(config, limited).await;
+    first.client = loopback_client(address);
+    second.client = loopback_client(address);
+    let requests = (0..24).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.login_owned(unique_email(), "wrong guess!".to_owned())
+    });
+    let statuses = futures_join_all(requests).await;
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(
+        (
+            count(StatusCode::UNAUTHORIZED),
+            count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (5, 19),
+        "{statuses:?}"
+    );
+    // Registrations: two on the first instance, the third refused by the second.
+    for _ in 0..2 {
+        assert_eq!(
+            first.register(&unique_email(), PASSWORD).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let refused = second.register(&unique_email(), PASSWORD).await;
+    assert!(retry_after(&refused) >= 1);
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+#[tokio::test]
+async fn a_right_password_gives_its_address_attempt_back() {
+    let config = database().await.config.clone();
+    let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 2)
+        .await
+        .from_own_address();
+    let user = app.new_user().await;
+    // Many right passwords, then two wrong ones: only the wrong ones count.
+    for _ in 0..5 {
+        assert_eq!(
+            app.login(&user.email, PASSWORD).await.status(),
+            StatusCode::OK
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            app.login(&unique_email(), "guessing").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_problem(
+        app.login(&user.email, PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
 }
