@@ -307,7 +307,7 @@ async fn failures_are_also_limited_per_client_address_behind_a_trusted_proxy() {
         settings.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await
-    .from_own_address();
+    .with_own_address();
     let user = app.new_user().await;
     let from = |address: &str, email: &str, password: &str| {
         app.request(Method::POST, "/auth/login", None)
@@ -333,7 +333,7 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     let config = database().await.config.clone();
     let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 2)
         .await
-        .from_own_address();
+        .with_own_address();
     for address in ["203.0.113.1", "203.0.113.2"] {
         let response = app
             .request(Method::POST, "/auth/login", None)
@@ -354,7 +354,7 @@ async fn registrations_are_limited_per_client_address() {
     let config = database().await.config.clone();
     let app = TestApp::spawn_with(config, |settings| settings.registrations_per_address = 2)
         .await
-        .from_own_address();
+        .with_own_address();
     for _ in 0..2 {
         assert_eq!(
             app.register(&unique_email(), PASSWORD).await.status(),
@@ -416,7 +416,7 @@ async fn the_per_address_limit_holds_under_a_parallel_burst() {
     let config = database().await.config.clone();
     let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 7)
         .await
-        .from_own_address();
+        .with_own_address();
     // Forty different (unknown) accounts, so only the address's count can refuse them.
     let (unauthorized, throttled) = parallel_wrong_logins(&app, |_| unique_email(), 40).await;
     assert_eq!((unauthorized, throttled), (7, 33));
@@ -466,7 +466,7 @@ async fn a_right_password_gives_its_address_attempt_back() {
     let config = database().await.config.clone();
     let app = TestApp::spawn_with(config, |settings| settings.login_failures_per_address = 2)
         .await
-        .from_own_address();
+        .with_own_address();
     let user = app.new_user().await;
     // Many right passwords, then two wrong ones: only the wrong ones count.
     for _ in 0..5 {

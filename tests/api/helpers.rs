@@ -69,7 +69,7 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         trusted_proxies: Vec::new(),
         // The per-address counts live in the shared test database, and every test's
         // client is 127.0.0.1: tests of those limits use an address of their own
-        // (`from_own_address`), the rest must never meet them.
+        // (`with_own_address`), the rest must never meet them.
         login_failures_per_address: 1_000_000,
         registrations_per_address: 1_000_000,
         database_timeouts: Default::default(),
@@ -155,7 +155,7 @@ impl TestApp {
 
     /// This server, through a client of its own connecting from a random loopback address
     /// (127.x.y.z), whose per-address counts no other test shares.
-    pub fn from_own_address(mut self) -> Self {
+    pub fn with_own_address(mut self) -> Self {
         self.client = loopback_client(random_loopback());
         self
     }
