@@ -14,6 +14,7 @@ use crate::auth::password::HashError;
 use crate::domain::{Email, Password, ValidationErrors, timestamp};
 use crate::http::current_user::CurrentUser;
 use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::metrics::LoginRejection;
 use crate::state::AppState;
 use crate::store::{self, users::UserRow};
 
@@ -210,10 +211,11 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     // Both counts first (API.md "Account security"): past either limit the answer is 429,
     // whether or not the password is right, and no hash is computed.
-    let slot = state
-        .login_throttle
-        .acquire(address)
-        .map_err(too_many_from)?;
+    let rejected = |reason| state.metrics.login_rejected(reason);
+    let slot = state.login_throttle.acquire(address).map_err(|wait| {
+        rejected(LoginRejection::AddressThrottled);
+        too_many_from(wait)
+    })?;
     let email = Email::normalize_for_lookup(&body.email);
     // An address PostgreSQL cannot even store (NUL) can have no account: it gets the same
     // Argon2 work and the same 401 as any unknown one, without touching the database.
@@ -226,6 +228,7 @@ pub async fn login(
         store::login_failures::LoginAttempt::default()
     };
     if let Some(retry) = attempt.retry_after_secs {
+        rejected(LoginRejection::AccountLocked);
         return Err(too_many(retry));
     }
     let (account, hash) = match attempt.account {
@@ -236,10 +239,19 @@ pub async fn login(
         .hasher
         .verify(Password::offered(body.password), hash)
         .await
-        .map_err(hashing_failed)?;
+        .map_err(|error| {
+            if matches!(error, HashError::QueueFull) {
+                rejected(LoginRejection::HashingBusy);
+            }
+            hashing_failed(error)
+        })?;
     let (user_id, token_version) = match account {
         Some(account) if verified => account,
         _ => {
+            rejected(match account {
+                Some(_) => LoginRejection::WrongPassword,
+                None => LoginRejection::UnknownAccount,
+            });
             slot.keep();
             if storable {
                 let client = state.database().await?;
