@@ -1,6 +1,7 @@
 //! Start-up: the database (private or configured), migrations, the pool, the shared
-//! state, and the bound listener. `Application::build` binds before serving, so tests
-//! learn the port and never sleep waiting for a server.
+//! state, and the bound listeners (the API's, and the metrics' when `METRICS_ADDR` is set).
+//! `Application::build` binds before serving, so tests learn the ports and never sleep
+//! waiting for a server.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::config::{Database, Settings};
 use crate::db::{self, DbError, MigrateError, private};
 use crate::domain::cursor::CursorKey;
 use crate::listener::{LingeringListener, Peer};
+use crate::metrics::Metrics;
 use crate::state::{AppState, Shared};
 use crate::store::address_attempts::{AddressLimit, AttemptKind};
 
@@ -35,6 +37,8 @@ pub enum StartupError {
     },
     #[error("start-up task failed: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error(
         "the database role {role:?} {why}, so row-level security would not bind it and the \
          second wall between users would be gone. Connect as a role without these rights \
@@ -130,6 +134,8 @@ fn log_applied(applied: usize) {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    /// The metrics listener (`METRICS_ADDR`), apart from the API's.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     database: ReadyDatabase,
     cors_origins: Vec<axum::http::HeaderValue>,
@@ -171,6 +177,10 @@ impl Application {
         let openapi_json = crate::http::openapi()
             .to_pretty_json()
             .map_err(|e| StartupError::Internal(e.to_string()))?;
+        let metrics = match settings.metrics_addr {
+            Some(_) => Metrics::new(pool.clone(), hasher.clone())?,
+            None => Metrics::disabled(),
+        };
         let state = AppState(Arc::new(Shared {
             pool,
             tokens: TokenService::new(&settings.secret_key, settings.access_token_expire_minutes),
@@ -189,14 +199,29 @@ impl Application {
                 window: ACCOUNT_WINDOW,
             },
             trusted_proxies: settings.trusted_proxies.clone().into(),
+            metrics,
         }));
 
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| StartupError::Bind { address, source })?;
+        let metrics_listener = match settings.metrics_addr {
+            Some(address) => {
+                Some(
+                    TcpListener::bind(address)
+                        .await
+                        .map_err(|source| StartupError::Bind {
+                            address: address.to_string(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             state,
             database,
             cors_origins: settings.cors_allowed_origins,
@@ -208,8 +233,16 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the
-    /// pool and stops the private database.
+    /// Where the metrics are served; `None` without `METRICS_ADDR`.
+    pub fn metrics_addr(&self) -> std::io::Result<Option<std::net::SocketAddr>> {
+        self.metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish, then stops the
+    /// metrics listener, closes the pool and stops the private database.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -220,14 +253,44 @@ impl Application {
             self.state.pool.clone(),
             self.state.changes_retention,
         ));
+        let (stop_scrapes, scrapes_stopped) = tokio::sync::oneshot::channel::<()>();
+        let scrapes = self.metrics_listener.map(|listener| {
+            let router = crate::http::scrape::router(self.state.metrics.clone());
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = scrapes_stopped.await;
+                    })
+                    .await
+            })
+        });
         let service = router.into_make_service_with_connect_info::<Peer>();
         let served = axum::serve(LingeringListener::new(self.listener), service)
             .with_graceful_shutdown(shutdown)
             .await;
+        // Metrics stay up while the API drains, and stop with it.
+        drop(stop_scrapes);
+        if let Some(scrapes) = scrapes {
+            stop_serving_metrics(scrapes).await;
+        }
         purger.abort();
         self.state.pool.close();
         self.database.shutdown().await;
         served
+    }
+}
+
+/// How long a scrape in progress at shutdown may take to finish.
+const SCRAPE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for the metrics listener, already told to stop, to finish its scrapes in progress;
+/// past `SCRAPE_GRACE` (a scraper that holds a request open), it is stopped regardless.
+async fn stop_serving_metrics(mut scrapes: tokio::task::JoinHandle<std::io::Result<()>>) {
+    match tokio::time::timeout(SCRAPE_GRACE, &mut scrapes).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "the metrics listener failed"),
+        Ok(Err(error)) => tracing::warn!(%error, "the metrics listener task failed"),
+        Err(_) => scrapes.abort(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -126,6 +127,20 @@ pub struct RawSettings {
     /// line, for log shippers).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics at `/metrics` (an IP address and port, such as
+    /// 127.0.0.1:9100), on a listener of their own. Unset: no metrics.
+    #[arg(long, env = "METRICS_ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `METRICS_ADDR`: an IP address and a port. A host name is refused rather than resolved, so
+/// that the address the listener binds is exactly the one written.
+fn parse_metrics_addr(value: &str) -> Result<SocketAddr, String> {
+    value.trim().parse().map_err(|_| {
+        "expected an IP address and a port, such as 127.0.0.1:9100 or [::1]:9100 \
+         (a host name is not resolved)"
+            .to_owned()
+    })
 }
 
 /// How log lines are written.
@@ -191,6 +206,8 @@ pub struct Settings {
     pub allow_rls_bypass: bool,
     /// How long the change feed remembers deletions (`CHANGES_RETENTION_DAYS`).
     pub changes_retention: std::time::Duration,
+    /// Where the Prometheus metrics listener binds (`METRICS_ADDR`); `None`: no metrics.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A setting that cannot be used.
@@ -285,6 +302,7 @@ impl RawSettings {
             changes_retention: std::time::Duration::from_secs(
                 u64::from(self.changes_retention_days) * 86_400,
             ),
+            metrics_addr: self.metrics_addr,
         })
     }
 }
@@ -381,6 +399,30 @@ mod tests {
             bad.unwrap().settings.validate(),
             Err(ConfigError::TrustedProxy(_))
         ));
+    }
+
+    #[test]
+    fn the_metrics_address_is_an_ip_and_a_port_and_optional() {
+        let key = "k".repeat(32);
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["taskapi", "--secret-key", &key];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let unset = parse(&[]).unwrap().settings.validate().unwrap();
+        assert_eq!(unset.metrics_addr, None);
+        let set = parse(&["--metrics-addr", "[::1]:9100"]).unwrap();
+        assert_eq!(
+            set.settings.validate().unwrap().metrics_addr,
+            Some("[::1]:9100".parse().unwrap())
+        );
+        for bad in ["localhost:9100", "127.0.0.1", "127.0.0.1:99999"] {
+            let error = parse(&["--metrics-addr", bad]).unwrap_err().to_string();
+            assert!(
+                error.contains("expected an IP address and a port"),
+                "{bad:?}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod domain;
 
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod telemetry;

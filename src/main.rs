@@ -42,6 +42,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let app = Application::build(settings).await?;
     let address = app.local_addr()?;
     tracing::info!("listening on http://{address} (docs at http://{address}/docs)");
+    if let Some(metrics) = app.metrics_addr()? {
+        tracing::info!("metrics at http://{metrics}/metrics");
+    }
     app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

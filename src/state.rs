@@ -1,5 +1,5 @@
-//! `AppState`: what every handler shares (pool, token service, hasher, limits). `app`
-//! builds it and `http` reads it; neither imports the other.
+//! `AppState`: what every handler shares (pool, token service, hasher, limits, metrics).
+//! `app` builds it and `http` reads it; neither imports the other.
 
 use std::sync::Arc;
 
@@ -37,6 +37,8 @@ pub struct Shared {
     pub registration_limit: crate::store::address_attempts::AddressLimit,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Prometheus metrics, this server's own (disabled without `METRICS_ADDR`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {

@@ -5,7 +5,7 @@
 //! priority (nice 10), so the async workers and PostgreSQL keep serving other requests while
 //! hashes use whatever CPU is left (docs/PERFORMANCE.md "login storm").
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +49,10 @@ pub const QUEUE_PER_WORKER: usize = 32;
 pub struct PasswordHasher {
     jobs: mpsc::SyncSender<Job>,
     workers: usize,
+    /// Room in the queue (jobs that may wait).
+    capacity: usize,
+    /// Jobs queued and not yet taken by a hashing thread (the channel cannot tell).
+    queued: Arc<AtomicUsize>,
     /// Jobs dropped unrun because their requester had already given up.
     skipped: Arc<AtomicU64>,
     /// Verified against when the email is unknown, so both login failures cost the same.
@@ -59,6 +63,7 @@ impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher")
             .field("workers", &self.workers)
+            .field("queued", &self.queued)
             .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
@@ -160,9 +165,9 @@ impl PasswordHasher {
     }
 
     /// Like `new`, with room for `queue` waiting jobs.
-    pub async fn with_queue(workers: usize, queue: usize) -> Result<Self, HashError> {
+    pub async fn with_queue(workers: usize, capacity: usize) -> Result<Self, HashError> {
         let workers = workers.max(1);
-        let (jobs, queue) = mpsc::sync_channel::<Job>(queue);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(capacity);
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..workers {
             let queue = queue.clone();
@@ -174,6 +179,8 @@ impl PasswordHasher {
         let mut hasher = Self {
             jobs,
             workers,
+            capacity,
+            queued: Arc::default(),
             skipped: Arc::default(),
             dummy_hash: Arc::from(""),
         };
@@ -193,18 +200,35 @@ impl PasswordHasher {
     ) -> Result<T, HashError> {
         let (reply, answer) = oneshot::channel();
         let skipped = self.skipped.clone();
+        let queued = self.queued.clone();
         let job: Job = Box::new(move |memory| {
+            queued.fetch_sub(1, Ordering::Relaxed);
             if reply.is_closed() {
                 skipped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             let _ = reply.send(work(memory));
         });
-        self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::TrySendError::Full(_) => HashError::QueueFull,
-            mpsc::TrySendError::Disconnected(_) => HashError::WorkersGone,
+        // Counted before it is sent, so that the thread's decrement always comes after.
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.jobs.try_send(job).map_err(|error| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            match error {
+                mpsc::TrySendError::Full(_) => HashError::QueueFull,
+                mpsc::TrySendError::Disconnected(_) => HashError::WorkersGone,
+            }
         })?;
         answer.await.map_err(|_| HashError::WorkersGone)
+    }
+
+    /// Hashes waiting for a thread right now (not those being computed).
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Hashes that may wait before the queue counts as full.
+    pub fn queue_capacity(&self) -> usize {
+        self.capacity
     }
 
     /// How many queued jobs were dropped unrun because their requester had gone.
@@ -314,6 +338,34 @@ mod tests {
             after.is_ok(),
             "once the queue drains, hashing works again: {after:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_queue_depth_counts_the_hashes_waiting_for_a_thread() {
+        let hasher = PasswordHasher::with_queue(1, 4).await.unwrap();
+        assert_eq!((hasher.queue_depth(), hasher.queue_capacity()), (0, 4));
+        let release = block_the_worker(&hasher).await;
+        // The blocking job is running, so it no longer waits.
+        assert_eq!(hasher.queue_depth(), 0);
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(Password::offered("e".repeat(8))).await })
+            })
+            .collect();
+        // Each is queued on its task's first poll, which a yield lets happen.
+        for _ in 0..1000 {
+            if hasher.queue_depth() == 3 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(hasher.queue_depth(), 3);
+        drop(release);
+        for hash in waiting {
+            assert!(hash.await.unwrap().is_ok());
+        }
+        assert_eq!(hasher.queue_depth(), 0);
     }
 
     #[tokio::test]

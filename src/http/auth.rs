@@ -14,6 +14,7 @@ use crate::auth::password::HashError;
 use crate::domain::{Email, Password, ValidationErrors, timestamp};
 use crate::http::current_user::CurrentUser;
 use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::metrics::LoginRejection;
 use crate::state::AppState;
 use crate::store::address_attempts::{self, AddressLimit, Attempt, Refused};
 use crate::store::{self, users::UserRow};
@@ -133,6 +134,8 @@ async fn confirm_password(
     let attempt = store::login_failures::count_confirmation(&client, &user.caller()).await?;
     drop(client);
     if let Some(retry) = attempt.retry_after_secs {
+        // Not a failure of this address's: given back before the answer, not after it.
+        address_attempt.give_back().await?;
         return Err(too_many(retry));
     }
     let verified = state
@@ -218,7 +221,14 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     // Both counts first (API.md "Account security"): past either limit the answer is 429,
     // whether or not the password is right, and no hash is computed.
-    let address_attempt = count_attempt(&state, state.login_limit, address).await?;
+    let rejected = |reason| state.metrics.login_rejected(reason);
+    let address_attempt = count_attempt(&state, state.login_limit, address)
+        .await
+        .inspect_err(|error| {
+            if matches!(error, ApiError::TooManyRequests { .. }) {
+                rejected(LoginRejection::AddressThrottled);
+            }
+        })?;
     let email = Email::normalize_for_lookup(&body.email);
     // An address PostgreSQL cannot even store (NUL) can have no account: it gets the same
     // Argon2 work and the same 401 as any unknown one, without touching the database.
@@ -231,6 +241,9 @@ pub async fn login(
         store::login_failures::LoginAttempt::default()
     };
     if let Some(retry) = attempt.retry_after_secs {
+        rejected(LoginRejection::AccountLocked);
+        // Not a failure of this address's: given back before the answer, not after it.
+        address_attempt.give_back().await?;
         return Err(too_many(retry));
     }
     let (account, hash) = match attempt.account {
@@ -241,10 +254,19 @@ pub async fn login(
         .hasher
         .verify(Password::offered(body.password), hash)
         .await
-        .map_err(hashing_failed)?;
+        .map_err(|error| {
+            if matches!(error, HashError::QueueFull) {
+                rejected(LoginRejection::HashingBusy);
+            }
+            hashing_failed(error)
+        })?;
     let (user_id, token_version) = match account {
         Some(account) if verified => account,
         _ => {
+            rejected(match account {
+                Some(_) => LoginRejection::WrongPassword,
+                None => LoginRejection::UnknownAccount,
+            });
             address_attempt.keep();
             if storable {
                 let client = state.database().await?;

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod projects;
 pub mod resource;
 pub mod responses;
+pub mod scrape;
 pub mod tasks;
 pub mod unread_body;
 
@@ -36,6 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// API.md: bodies over 64 KiB are 413; exactly 64 KiB is accepted.
@@ -322,22 +324,24 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// `cors_origins` empty: no cross-origin access at all.
 pub fn router(state: AppState, cors_origins: &[HeaderValue], request_timeout: Duration) -> Router {
     let (api, _) = api_routes();
+    let metrics = state.metrics.clone();
     let router = api
         .route("/docs/", get(docs::docs_index))
         .route("/docs/{*path}", get(docs::docs_asset))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    with_outer_layers(router, cors_origins, request_timeout)
+    with_outer_layers(router, metrics, cors_origins, request_timeout)
 }
 
 /// The layers around every route, innermost first: the request deadline; the panic
 /// catcher (last resort: a problem+json 500); problem bodies for responses made by axum
 /// or a layer; CORS; security headers; `Connection: close` and a lingering close after a
-/// body left unread; the request id, echoed back; the access log, inside the layer that
-/// assigns the request id.
+/// body left unread; the request id, echoed back; the access log and the request metrics,
+/// inside the layer that assigns the request id.
 fn with_outer_layers(
     router: Router,
+    metrics: Metrics,
     cors_origins: &[HeaderValue],
     request_timeout: Duration,
 ) -> Router {
@@ -357,7 +361,7 @@ fn with_outer_layers(
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(unread_body::close_when_unread))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(middleware::from_fn(access_log::record))
+        .layer(middleware::from_fn_with_state(metrics, access_log::record))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
@@ -432,6 +436,7 @@ mod tests {
         }
         let router = with_outer_layers(
             Router::new().route("/boom", get(boom)),
+            Metrics::disabled(),
             &[],
             deadline::REQUEST_TIMEOUT,
         );

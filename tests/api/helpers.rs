@@ -77,6 +77,7 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         request_timeout: taskapi::http::deadline::REQUEST_TIMEOUT,
         allow_rls_bypass: false,
         changes_retention: std::time::Duration::from_secs(30 * 86_400),
+        metrics_addr: None,
     }
 }
 
@@ -98,6 +99,8 @@ pub fn loopback_client(address: std::net::IpAddr) -> reqwest::Client {
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// `http://host:port` of the metrics listener, when the settings asked for one.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db_config: tokio_postgres::Config,
 }
@@ -142,9 +145,14 @@ impl TestApp {
             .await
             .expect("the application should start");
         let address = format!("http://{}", app.local_addr().expect("bound"));
+        let metrics_address = app
+            .metrics_addr()
+            .expect("bound")
+            .map(|metrics| format!("http://{metrics}"));
         tokio::spawn(app.run_until(std::future::pending()));
         Self {
             address,
+            metrics_address,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

@@ -14,6 +14,7 @@ mod hygiene;
 mod idempotency;
 mod labels;
 mod logs;
+mod metrics;
 mod openapi;
 mod outage;
 mod pooler;
