@@ -71,7 +71,7 @@ fn only_tcp(config: &tokio_postgres::Config) -> tokio_postgres::Config {
 
 #[tokio::test]
 async fn an_unreachable_database_gives_a_quick_503_on_health_and_task_routes() {
-    let upstream = database().await.config.clone();
+    let upstream = database().await.config.driver_config().clone();
     let proxy = Proxy::start(&upstream).await;
     let mut config = only_tcp(&upstream);
     config.host("127.0.0.1").port(proxy.port);
