@@ -51,12 +51,11 @@ impl Endpoint {
             tls::split(conninfo).map_err(|source| EndpointError::Encoding { variable, source })?;
         let policy = TlsPolicy::parse(params.sslmode.as_deref(), params.sslrootcert.as_deref())
             .map_err(|source| EndpointError::Tls { variable, source })?;
-        let config = tokio_postgres::Config::from_str(&rest).map_err(|error| {
-            EndpointError::Syntax {
+        let config =
+            tokio_postgres::Config::from_str(&rest).map_err(|error| EndpointError::Syntax {
                 variable,
                 reason: error.to_string(),
-            }
-        })?;
+            })?;
         Self::new(config, policy, variable)
             .map_err(|source| EndpointError::Roots { variable, source })
     }
@@ -158,7 +157,10 @@ mod tests {
         )
         .unwrap_err();
         let text = error.to_string();
-        assert!(text.starts_with("DATABASE_OWNER_URL: cannot read sslrootcert"), "{text}");
+        assert!(
+            text.starts_with("DATABASE_OWNER_URL: cannot read sslrootcert"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -174,11 +176,26 @@ mod tests {
     #[test]
     fn refusals_name_the_variable_and_never_the_password() {
         for (conninfo, expected) in [
-            ("postgres://app:hunter2@localhost/db?sslmode=verify-all", "sslmode=\"verify-all\""),
-            ("host=localhost password=hunter2 sslmode=allow", "sslmode=\"allow\""),
-            ("postgres://app:hunter2@localhost/db?sslmode=verify-ca", "needs sslrootcert"),
-            ("postgres://app:hunter2@localhost/db?port=x", "not a valid PostgreSQL"),
-            ("postgres://app:hunter2@localhost/db?sslnope=1", "not a valid PostgreSQL"),
+            (
+                "postgres://app:hunter2@localhost/db?sslmode=verify-all",
+                "sslmode=\"verify-all\"",
+            ),
+            (
+                "host=localhost password=hunter2 sslmode=allow",
+                "sslmode=\"allow\"",
+            ),
+            (
+                "postgres://app:hunter2@localhost/db?sslmode=verify-ca",
+                "needs sslrootcert",
+            ),
+            (
+                "postgres://app:hunter2@localhost/db?port=x",
+                "not a valid PostgreSQL",
+            ),
+            (
+                "postgres://app:hunter2@localhost/db?sslnope=1",
+                "not a valid PostgreSQL",
+            ),
         ] {
             let text = Endpoint::parse(conninfo, "DATABASE_URL")
                 .unwrap_err()
@@ -194,7 +211,10 @@ mod tests {
         let path = std::env::temp_dir().join(format!("taskapi-empty-{}.pem", uuid::Uuid::new_v4()));
         std::fs::write(&path, "not a certificate\n").unwrap();
         let error = Endpoint::parse(
-            &format!("host=localhost sslmode=verify-ca sslrootcert={}", path.display()),
+            &format!(
+                "host=localhost sslmode=verify-ca sslrootcert={}",
+                path.display()
+            ),
             "DATABASE_URL",
         )
         .unwrap_err();

@@ -11,11 +11,11 @@ pub mod tls;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use deadpool_postgres::{HookError, Manager, ManagerConfig, RecyclingMethod, Runtime};
-use postgres_protocol::escape::escape_identifier;
 pub use checkout::Connection;
+use deadpool_postgres::{HookError, Manager, ManagerConfig, RecyclingMethod, Runtime};
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::DbError;
+use postgres_protocol::escape::escape_identifier;
 use statements::ParameterTypes;
 pub use statements::StatementMode;
 
@@ -236,10 +236,7 @@ pub async fn is_up_to_date(config: &Endpoint) -> bool {
 /// Applies the embedded migrations, as `as_role` when given (the connection's user must
 /// be a member of it), so that what they create is owned by that role. An advisory lock
 /// serialises instances that start together against one database.
-pub async fn migrate(
-    config: &Endpoint,
-    as_role: Option<&str>,
-) -> Result<usize, MigrateError> {
+pub async fn migrate(config: &Endpoint, as_role: Option<&str>) -> Result<usize, MigrateError> {
     const MIGRATION_LOCK: i64 = 0x7461_736b_6170_6931; // "taskapi1"
     refuse_transaction_pooler(config).await?;
     let mut client = connect(config).await?;
@@ -294,10 +291,7 @@ async fn refuse_transaction_pooler(config: &Endpoint) -> Result<(), MigrateError
 
 /// Private-server mode, where we own the cluster: creates the owner and app roles and
 /// database `name` (owned by the owner role) unless they exist.
-pub async fn ensure_roles_and_database(
-    superuser: &Endpoint,
-    name: &str,
-) -> Result<(), DbError> {
+pub async fn ensure_roles_and_database(superuser: &Endpoint, name: &str) -> Result<(), DbError> {
     let client = connect(superuser).await?;
     client
         .batch_execute(&format!(

@@ -189,8 +189,7 @@ impl PrivatePostgres {
             &bin_dir,
             &cluster,
             &socket_dir,
-            options.loopback_port,
-            options.ephemeral,
+            options,
             &remove_after,
             log,
             run_as,
@@ -723,8 +722,7 @@ fn spawn_watchdog(
     bin_dir: &Path,
     cluster: &Path,
     socket_dir: &Path,
-    loopback_port: Option<u16>,
-    ephemeral: bool,
+    options: &Options,
     remove_after: &[PathBuf],
     log: File,
     run_as: Option<RunAs>,
@@ -741,10 +739,10 @@ fn spawn_watchdog(
         .arg(cluster)
         .arg("-k")
         .arg(socket_dir)
-        .args(["-p", &loopback_port.unwrap_or(PORT).to_string()])
+        .args(["-p", &options.loopback_port.unwrap_or(PORT).to_string()])
         .args([
             "-c",
-            if loopback_port.is_some() {
+            if options.loopback_port.is_some() {
                 "listen_addresses=127.0.0.1"
             } else {
                 "listen_addresses="
@@ -753,7 +751,7 @@ fn spawn_watchdog(
             "unix_socket_permissions=0700",
         ])
         .args(["-c", "max_connections=200"]);
-    if ephemeral {
+    if options.ephemeral {
         command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
         command.args(["-c", "synchronous_commit=off"]);
     }

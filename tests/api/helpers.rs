@@ -104,7 +104,10 @@ impl TestApp {
     }
 
     /// A server with settings adjusted by `adjust`.
-    pub async fn spawn_with(config: impl Into<Endpoint>, adjust: impl FnOnce(&mut Settings)) -> Self {
+    pub async fn spawn_with(
+        config: impl Into<Endpoint>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         let config = config.into();
         let admin_config = database().await.admin_config.clone();
         let ready = ReadyDatabase {

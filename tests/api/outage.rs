@@ -11,14 +11,15 @@ use tokio_postgres::config::Host;
 
 use crate::helpers::{TestApp, assert_problem, database};
 
-/// Forwards TCP connections to the test database until dropped.
-struct Proxy {
-    port: u16,
+/// Forwards TCP connections to the test database until dropped (byte for byte: the TLS
+/// tests use it as a server that refuses TLS).
+pub struct Proxy {
+    pub port: u16,
     tasks: JoinSet<()>,
 }
 
 impl Proxy {
-    async fn start(upstream: &tokio_postgres::Config) -> Self {
+    pub async fn start(upstream: &tokio_postgres::Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let host = upstream.get_hosts()[0].clone();

@@ -248,7 +248,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rest, "host=db.example.com   user=app  password='a b'");
-        assert_eq!(found, params(Some("verify-ca"), Some("/etc/ca dir/it's.pem")));
+        assert_eq!(
+            found,
+            params(Some("verify-ca"), Some("/etc/ca dir/it's.pem"))
+        );
         let reparsed: tokio_postgres::Config = rest.parse().unwrap();
         assert_eq!(reparsed.get_password(), Some(&b"a b"[..]));
     }
@@ -261,7 +264,10 @@ mod tests {
             "host=localhost user=app",
             "",
         ] {
-            assert_eq!(split(conninfo).unwrap(), (conninfo.to_owned(), TlsParams::default()));
+            assert_eq!(
+                split(conninfo).unwrap(),
+                (conninfo.to_owned(), TlsParams::default())
+            );
         }
     }
 

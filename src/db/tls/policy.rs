@@ -220,8 +220,18 @@ mod tests {
     fn each_mode_maps_to_what_the_driver_and_the_verifier_must_do() {
         let ca = RootCerts::File("/x/ca.pem".into());
         let cases = [
-            ("disable", None, tokio_postgres::config::SslMode::Disable, Verification::None),
-            ("require", None, tokio_postgres::config::SslMode::Require, Verification::None),
+            (
+                "disable",
+                None,
+                tokio_postgres::config::SslMode::Disable,
+                Verification::None,
+            ),
+            (
+                "require",
+                None,
+                tokio_postgres::config::SslMode::Require,
+                Verification::None,
+            ),
             (
                 "require",
                 Some("/x/ca.pem"),
@@ -257,7 +267,10 @@ mod tests {
 
     #[test]
     fn disable_ignores_sslrootcert_as_libpq_does() {
-        assert_eq!(policy(Some("disable"), Some("/x/ca.pem")), TlsPolicy::DISABLED);
+        assert_eq!(
+            policy(Some("disable"), Some("/x/ca.pem")),
+            TlsPolicy::DISABLED
+        );
     }
 
     #[test]

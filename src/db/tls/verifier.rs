@@ -104,7 +104,10 @@ impl ServerCertVerifier for ChainOnly {
             &self.roots,
             intermediates,
             now,
-            self.signatures.provider.signature_verification_algorithms.all,
+            self.signatures
+                .provider
+                .signature_verification_algorithms
+                .all,
         )?;
         Ok(ServerCertVerified::assertion())
     }
