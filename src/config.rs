@@ -36,6 +36,7 @@ pub enum CliCommand {
 #[derive(Debug, Args)]
 pub struct RawSettings {
     /// PostgreSQL to use; unset, a private server is started under the data directory.
+    /// libpq's `sslmode` and `sslrootcert` apply (`?sslmode=verify-full&sslrootcert=…`).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// A connection with the schema owner's rights, used for migrations (optional: without

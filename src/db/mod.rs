@@ -11,11 +11,12 @@ pub mod tls;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use checkout::Connection;
 use deadpool_postgres::{HookError, Manager, ManagerConfig, RecyclingMethod, Runtime};
+use postgres_protocol::escape::escape_identifier;
+
+pub use checkout::Connection;
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::DbError;
-use postgres_protocol::escape::escape_identifier;
 use statements::ParameterTypes;
 pub use statements::StatementMode;
 
