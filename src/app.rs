@@ -72,10 +72,10 @@ async fn refuse_rls_bypass(client: &db::Connection) -> Result<(), StartupError> 
 #[derive(Debug)]
 pub struct ReadyDatabase {
     /// How the API connects (the app role).
-    pub config: tokio_postgres::Config,
+    pub config: db::Endpoint,
     /// A connection with the rights to run migrations (the owner, or in private mode the
     /// superuser): for `taskapi migrate` and for tests that look behind the API's back.
-    pub admin_config: tokio_postgres::Config,
+    pub admin_config: db::Endpoint,
     pub server: Option<private::PrivatePostgres>,
 }
 
@@ -161,7 +161,11 @@ impl Application {
             statements,
             settings.statement_mode,
         )?;
-        let client = pool.checkout().await?;
+        // The first connection: a TLS or login failure says which URL and sslmode.
+        let client = pool
+            .checkout()
+            .await
+            .map_err(|error| database.config.opening_failed(error))?;
         if !settings.allow_rls_bypass {
             refuse_rls_bypass(&client).await?;
         }

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +37,7 @@ pub enum CliCommand {
 #[derive(Debug, Args)]
 pub struct RawSettings {
     /// PostgreSQL to use; unset, a private server is started under the data directory.
+    /// libpq's `sslmode` and `sslrootcert` apply (`?sslmode=verify-full&sslrootcert=…`).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// A connection with the schema owner's rights, used for migrations (optional: without
@@ -156,8 +156,8 @@ pub enum Database {
     /// A server of the operator's: `DATABASE_URL` (the API's role) and optionally
     /// `DATABASE_OWNER_URL` (the schema owner, for migrations).
     External {
-        app: Box<tokio_postgres::Config>,
-        owner: Option<Box<tokio_postgres::Config>>,
+        app: Box<crate::db::Endpoint>,
+        owner: Option<Box<crate::db::Endpoint>>,
     },
     /// The private server under the data directory.
     Private(private::Options),
@@ -213,10 +213,9 @@ pub struct Settings {
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "DATABASE_URL (or DATABASE_OWNER_URL) is not a valid PostgreSQL connection string: {0}"
-    )]
-    DatabaseUrl(String),
+    /// Names the variable: `DATABASE_URL` or `DATABASE_OWNER_URL`.
+    #[error(transparent)]
+    DatabaseUrl(#[from] crate::db::EndpointError),
     #[error("SECRET_KEY is required when DATABASE_URL is set (at least 32 bytes)")]
     MissingSecret,
     #[error("SECRET_KEY must be at least 32 bytes long")]
@@ -238,11 +237,11 @@ impl RawSettings {
     pub fn database(&self) -> Result<Database, ConfigError> {
         match &self.database_url {
             Some(url) => Ok(Database::External {
-                app: Box::new(parse_database_url(url)?),
+                app: Box::new(crate::db::Endpoint::parse(url, "DATABASE_URL")?),
                 owner: self
                     .database_owner_url
                     .as_deref()
-                    .map(parse_database_url)
+                    .map(|url| crate::db::Endpoint::parse(url, "DATABASE_OWNER_URL"))
                     .transpose()?
                     .map(Box::new),
             }),
@@ -305,10 +304,6 @@ impl RawSettings {
             metrics_addr: self.metrics_addr,
         })
     }
-}
-
-fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::DatabaseUrl(e.to_string()))
 }
 
 fn non_empty(items: &[String]) -> impl Iterator<Item = &str> {

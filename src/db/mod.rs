@@ -2,18 +2,20 @@
 //! private PostgreSQL started when no `DATABASE_URL` is configured.
 
 pub mod checkout;
+pub mod endpoint;
 pub mod error;
 pub mod private;
 pub mod statements;
+pub mod tls;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{HookError, Manager, ManagerConfig, RecyclingMethod, Runtime};
 use postgres_protocol::escape::escape_identifier;
-use tokio_postgres::NoTls;
 
 pub use checkout::Connection;
+pub use endpoint::{Endpoint, EndpointError};
 pub use error::DbError;
 use statements::ParameterTypes;
 pub use statements::StatementMode;
@@ -102,19 +104,24 @@ impl SessionTimeouts {
 /// its `timeouts` and, with prepared statements, prepares `statements` first, so requests
 /// never wait on a prepare, and a pipeline of statements (see `store::as_caller`) is always
 /// sent in one go. With unnamed statements, `Pool::ready_statements` must run before use.
+/// Connections use the endpoint's TLS policy.
 pub fn pool(
-    mut config: tokio_postgres::Config,
+    endpoint: Endpoint,
     max_size: usize,
     timeouts: SessionTimeouts,
     statements: Vec<&'static str>,
     mode: StatementMode,
 ) -> Result<Pool, DbError> {
+    let mut config = endpoint.config;
     config.connect_timeout(ACQUIRE_TIMEOUT);
     config.keepalives(true);
-    config.application_name("taskapi");
+    // One given in the URL is the operator's choice (it tells instances apart).
+    if config.get_application_name().is_none() {
+        config.application_name("taskapi");
+    }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        endpoint.connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -205,9 +212,14 @@ impl Pool {
     }
 }
 
-/// Opens one connection outside the pool (migrations, database creation).
-pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, DbError> {
-    let (client, connection) = config.connect(NoTls).await?;
+/// Opens one connection outside the pool (migrations, database creation). A failure
+/// names the endpoint's origin and TLS policy.
+pub async fn connect(endpoint: &Endpoint) -> Result<tokio_postgres::Client, DbError> {
+    let (client, connection) = endpoint
+        .config
+        .connect(endpoint.connector.clone())
+        .await
+        .map_err(|error| endpoint.opening_failed(error))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "database connection closed with an error");
@@ -218,7 +230,7 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::
 
 /// Whether every embedded migration is recorded as applied. Any doubt (no history
 /// table, no right to read it) counts as "no".
-pub async fn is_up_to_date(config: &tokio_postgres::Config) -> bool {
+pub async fn is_up_to_date(config: &Endpoint) -> bool {
     let Ok(client) = connect(config).await else {
         return false;
     };
@@ -245,10 +257,7 @@ pub async fn is_up_to_date(config: &tokio_postgres::Config) -> bool {
 /// Applies the embedded migrations, as `as_role` when given (the connection's user must
 /// be a member of it), so that what they create is owned by that role. An advisory lock
 /// serialises instances that start together against one database.
-pub async fn migrate(
-    config: &tokio_postgres::Config,
-    as_role: Option<&str>,
-) -> Result<usize, MigrateError> {
+pub async fn migrate(config: &Endpoint, as_role: Option<&str>) -> Result<usize, MigrateError> {
     const MIGRATION_LOCK: i64 = 0x7461_736b_6170_6931; // "taskapi1"
     refuse_transaction_pooler(config).await?;
     let mut client = connect(config).await?;
@@ -279,7 +288,7 @@ pub async fn migrate(
 /// connection never share a server process; behind such a pooler, the second session's
 /// statement runs on the server process the first one has just released (PgBouncer reuses
 /// the most recently released one). A pooler in session mode passes, as it should.
-async fn refuse_transaction_pooler(config: &tokio_postgres::Config) -> Result<(), MigrateError> {
+async fn refuse_transaction_pooler(config: &Endpoint) -> Result<(), MigrateError> {
     async fn backend_pid(client: &tokio_postgres::Client) -> Result<String, DbError> {
         let rows = client.simple_query("SELECT pg_backend_pid()").await?;
         Ok(rows
@@ -303,10 +312,7 @@ async fn refuse_transaction_pooler(config: &tokio_postgres::Config) -> Result<()
 
 /// Private-server mode, where we own the cluster: creates the owner and app roles and
 /// database `name` (owned by the owner role) unless they exist.
-pub async fn ensure_roles_and_database(
-    superuser: &tokio_postgres::Config,
-    name: &str,
-) -> Result<(), DbError> {
+pub async fn ensure_roles_and_database(superuser: &Endpoint, name: &str) -> Result<(), DbError> {
     let client = connect(superuser).await?;
     client
         .batch_execute(&format!(

@@ -15,9 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Endpoint;
+
 /// The database taskapi uses inside its private cluster.
 pub const DATABASE_NAME: &str = "taskapi";
 const SUPERUSER: &str = "postgres";
+/// The port number in the socket's name (and the TCP port, when there is one).
 const PORT: u16 = 5432;
 /// Unix socket paths are limited to 108 bytes (`sun_path`), terminator included.
 const MAX_SOCKET_PATH: usize = 107;
@@ -40,6 +43,10 @@ pub struct Options {
     /// socket live in `<fallback_base>/<name>-<hash of data_dir's canonical path>`
     /// instead. Root-owned and not writable by others, or taskapi refuses to use it.
     pub fallback_base: PathBuf,
+    /// Tests only: also listen on 127.0.0.1 at this port (the socket is then named after
+    /// it too). TCP connections stay refused until the caller's `pg_hba.conf` lets them
+    /// in (see `PrivatePostgres::cluster_dir`). Never for user data.
+    pub loopback_port: Option<u16>,
 }
 
 impl Options {
@@ -49,6 +56,7 @@ impl Options {
             data_dir: data_dir.into(),
             ephemeral,
             fallback_base: PathBuf::from(DEFAULT_FALLBACK_BASE),
+            loopback_port: None,
         }
     }
 }
@@ -111,6 +119,8 @@ pub struct PrivatePostgres {
     watchdog: Child,
     watchdog_stdin: Option<ChildStdin>,
     socket_dir: PathBuf,
+    port: u16,
+    cluster: PathBuf,
     /// Ephemeral clusters: what `stop` removes once the server is down (the watchdog, as
     /// the server's user, may not be allowed to remove all of it).
     remove_after: Vec<PathBuf>,
@@ -144,7 +154,8 @@ impl PrivatePostgres {
         let home = cluster_home(&data_dir, run_as, &options.fallback_base)?;
 
         let cluster = home.join("postgres");
-        let socket_dir = socket_dir(&home, run_as)?;
+        let port = options.loopback_port.unwrap_or(PORT);
+        let socket_dir = socket_dir(&home, port, run_as)?;
         let mut remove_after = Vec::new();
         if options.ephemeral {
             remove_after.push(data_dir.clone());
@@ -178,7 +189,7 @@ impl PrivatePostgres {
             &bin_dir,
             &cluster,
             &socket_dir,
-            options.ephemeral,
+            options,
             &remove_after,
             log,
             run_as,
@@ -188,6 +199,8 @@ impl PrivatePostgres {
             watchdog,
             watchdog_stdin,
             socket_dir,
+            port,
+            cluster: cluster.clone(),
             remove_after,
             _lock: lock,
         };
@@ -199,20 +212,26 @@ impl PrivatePostgres {
     }
 
     /// Superuser connection settings for `database` in this cluster, through the socket.
-    pub fn config(&self, database: &str) -> tokio_postgres::Config {
+    pub fn config(&self, database: &str) -> Endpoint {
         self.config_as(SUPERUSER, database)
     }
 
     /// Connection settings for `user` on `database` (the socket is trusted: only this
-    /// server's OS user and root can reach it).
-    pub fn config_as(&self, user: &str, database: &str) -> tokio_postgres::Config {
+    /// server's OS user and root can reach it; PostgreSQL has no TLS on a Unix socket).
+    pub fn config_as(&self, user: &str, database: &str) -> Endpoint {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(&self.socket_dir)
-            .port(PORT)
+            .port(self.port)
             .user(user)
             .dbname(database);
-        config
+        Endpoint::plaintext(config, "the private PostgreSQL")
+    }
+
+    /// The cluster's directory (`postgresql.conf`, `pg_hba.conf`), owned by the server's
+    /// OS user.
+    pub fn cluster_dir(&self) -> &Path {
+        &self.cluster
     }
 
     /// Asks the server for a fast shutdown and waits until it has stopped.
@@ -659,9 +678,9 @@ fn init_cluster_once(
 
 /// `<home>/run` (`home`: the data directory or its fallback), or a directory under the
 /// system temp dir when that path would be too long for a Unix socket.
-fn socket_dir(home: &Path, run_as: Option<RunAs>) -> Result<PathBuf, StartError> {
+fn socket_dir(home: &Path, port: u16, run_as: Option<RunAs>) -> Result<PathBuf, StartError> {
     let preferred = home.join("run");
-    let socket_name = format!(".s.PGSQL.{PORT}");
+    let socket_name = format!(".s.PGSQL.{port}");
     let dir = if preferred.join(&socket_name).as_os_str().len() <= MAX_SOCKET_PATH {
         preferred
     } else {
@@ -703,7 +722,7 @@ fn spawn_watchdog(
     bin_dir: &Path,
     cluster: &Path,
     socket_dir: &Path,
-    ephemeral: bool,
+    options: &Options,
     remove_after: &[PathBuf],
     log: File,
     run_as: Option<RunAs>,
@@ -720,15 +739,19 @@ fn spawn_watchdog(
         .arg(cluster)
         .arg("-k")
         .arg(socket_dir)
-        .args(["-p", &PORT.to_string()])
+        .args(["-p", &options.loopback_port.unwrap_or(PORT).to_string()])
         .args([
             "-c",
-            "listen_addresses=",
+            if options.loopback_port.is_some() {
+                "listen_addresses=127.0.0.1"
+            } else {
+                "listen_addresses="
+            },
             "-c",
             "unix_socket_permissions=0700",
         ])
         .args(["-c", "max_connections=200"]);
-    if ephemeral {
+    if options.ephemeral {
         command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
         command.args(["-c", "synchronous_commit=off"]);
     }

@@ -382,10 +382,10 @@ async fn a_statement_not_prepared_in_advance_is_refused() {
 
 // --- 6 and 7. Start-up refusals, with their causes --------------------------------------------
 
-fn ready_on(config: tokio_postgres::Config) -> ReadyDatabase {
+fn ready_on(config: taskapi::db::Endpoint) -> ReadyDatabase {
     ReadyDatabase {
         config,
-        admin_config: tokio_postgres::Config::new(),
+        admin_config: tokio_postgres::Config::new().into(),
         server: None,
     }
 }
@@ -425,7 +425,7 @@ async fn a_role_that_bypasses_row_level_security_is_refused_unless_allowed() {
 #[tokio::test]
 async fn a_start_up_database_error_names_its_sqlstate_and_the_servers_message() {
     let mut config = database().await.config.clone();
-    config.user("no_such_role_here");
+    config.driver_config_mut().user("no_such_role_here");
     let error = Application::build_on(settings(config.clone()), ready_on(config))
         .await
         .expect_err("an unknown role cannot connect");

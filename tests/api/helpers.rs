@@ -8,7 +8,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use taskapi::app::{Application, ReadyDatabase};
 use taskapi::config::{Database, SecretKey, Settings};
-use taskapi::db::private;
+use taskapi::db::{Endpoint, private};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
@@ -23,10 +23,15 @@ pub async fn database() -> &'static ReadyDatabase {
         .get_or_init(|| async {
             let target = match std::env::var("DATABASE_URL") {
                 Ok(url) => Database::External {
-                    app: Box::new(url.parse().expect("DATABASE_URL must be valid")),
+                    app: Box::new(
+                        Endpoint::parse(&url, "DATABASE_URL").expect("DATABASE_URL must be valid"),
+                    ),
                     // The owner, for migrations and for the checks behind the API's back.
                     owner: std::env::var("DATABASE_OWNER_URL").ok().map(|owner| {
-                        Box::new(owner.parse().expect("DATABASE_OWNER_URL must be valid"))
+                        Box::new(
+                            Endpoint::parse(&owner, "DATABASE_OWNER_URL")
+                                .expect("DATABASE_OWNER_URL must be valid"),
+                        )
                     }),
                 },
                 Err(_) => Database::Private(private::Options::new(
@@ -54,10 +59,12 @@ pub fn statement_mode() -> taskapi::db::StatementMode {
     }
 }
 
-pub fn settings(config: tokio_postgres::Config) -> Settings {
+/// Settings for a server on `config` (a `tokio_postgres::Config` is taken as libpq would
+/// take its `sslmode` without `sslrootcert`).
+pub fn settings(config: impl Into<Endpoint>) -> Settings {
     Settings {
         database: Database::External {
-            app: Box::new(config),
+            app: Box::new(config.into()),
             owner: None,
         },
         secret_key: SecretKey::new(SECRET.to_vec()).expect("the test key is long enough"),
@@ -102,7 +109,7 @@ pub struct TestApp {
     /// `http://host:port` of the metrics listener, when the settings asked for one.
     pub metrics_address: Option<String>,
     pub client: reqwest::Client,
-    pub db_config: tokio_postgres::Config,
+    pub db_config: Endpoint,
 }
 
 /// A registered, logged-in user.
@@ -124,15 +131,16 @@ impl TestApp {
     }
 
     /// A server on a database reached through `config` (already migrated).
-    pub async fn spawn_on(config: tokio_postgres::Config) -> Self {
+    pub async fn spawn_on(config: impl Into<Endpoint>) -> Self {
         Self::spawn_with(config, |_| {}).await
     }
 
     /// A server with settings adjusted by `adjust`.
     pub async fn spawn_with(
-        config: tokio_postgres::Config,
+        config: impl Into<Endpoint>,
         adjust: impl FnOnce(&mut Settings),
     ) -> Self {
+        let config = config.into();
         let admin_config = database().await.admin_config.clone();
         let ready = ReadyDatabase {
             config: config.clone(),

@@ -1156,7 +1156,7 @@ pub struct DbProxy {
 
 impl DbProxy {
     pub async fn start() -> Self {
-        let upstream = database().await.config.clone();
+        let upstream = database().await.config.driver_config().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let host = upstream.get_hosts()[0].clone();
@@ -1198,7 +1198,7 @@ impl DbProxy {
 
     /// The configuration that reaches the database through this proxy.
     pub async fn config(&self) -> tokio_postgres::Config {
-        let upstream = &database().await.config;
+        let upstream = database().await.config.driver_config();
         let mut config = tokio_postgres::Config::new();
         config
             .user(upstream.get_user().unwrap_or("postgres"))

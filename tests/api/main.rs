@@ -28,4 +28,5 @@ mod task_projects;
 mod tasks_crud;
 mod tasks_cursor;
 mod tasks_list;
+mod tls;
 mod tokens;

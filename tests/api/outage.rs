@@ -11,14 +11,15 @@ use tokio_postgres::config::Host;
 
 use crate::helpers::{TestApp, assert_problem, database};
 
-/// Forwards TCP connections to the test database until dropped.
-struct Proxy {
-    port: u16,
+/// Forwards TCP connections to the test database until dropped (byte for byte: the TLS
+/// tests use it as a server that refuses TLS).
+pub struct Proxy {
+    pub port: u16,
     tasks: JoinSet<()>,
 }
 
 impl Proxy {
-    async fn start(upstream: &tokio_postgres::Config) -> Self {
+    pub async fn start(upstream: &tokio_postgres::Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let host = upstream.get_hosts()[0].clone();
@@ -71,7 +72,7 @@ fn only_tcp(config: &tokio_postgres::Config) -> tokio_postgres::Config {
 
 #[tokio::test]
 async fn an_unreachable_database_gives_a_quick_503_on_health_and_task_routes() {
-    let upstream = database().await.config.clone();
+    let upstream = database().await.config.driver_config().clone();
     let proxy = Proxy::start(&upstream).await;
     let mut config = only_tcp(&upstream);
     config.host("127.0.0.1").port(proxy.port);

@@ -47,13 +47,14 @@ impl Bouncer {
 
     async fn spawn() -> Self {
         let ready = database().await;
-        let (socket_dir, port) = unix_socket(&ready.config);
+        let (socket_dir, port) = unix_socket(ready.config.driver_config());
         let superuser = ready
             .admin_config
+            .driver_config()
             .get_user()
             .expect("a superuser")
             .to_owned();
-        let dbname = ready.config.get_dbname().expect("a database").to_owned();
+        let dbname = ready.config.driver_config().get_dbname().expect("a database").to_owned();
         let listen_port = free_port();
         let dir = std::env::temp_dir().join(format!("taskapi-pgbouncer-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -233,7 +234,7 @@ async fn migrations_through_a_transaction_pooler_are_refused_clearly() {
     let Some(bouncer) = Bouncer::start().await else {
         return;
     };
-    let error = taskapi::db::migrate(&bouncer.config("admin"), Some(taskapi::db::OWNER_ROLE))
+    let error = taskapi::db::migrate(&bouncer.config("admin").into(), Some(taskapi::db::OWNER_ROLE))
         .await
         .expect_err("refused");
     let message = error.to_string();
