@@ -44,9 +44,10 @@ pub enum StartupError {
 
 /// Refuses a connection whose role is a superuser or has `BYPASSRLS`: row-level security
 /// (FORCEd on every user table) does not apply to such roles.
-async fn refuse_rls_bypass(client: &deadpool_postgres::Client) -> Result<(), StartupError> {
+async fn refuse_rls_bypass(client: &db::Connection) -> Result<(), StartupError> {
+    // Unnamed (`query_typed`): fit for a transaction pooler whatever the statement mode.
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles \
              WHERE rolname = current_user",
             &[],
@@ -151,15 +152,16 @@ impl Application {
             settings.database_pool_size,
             settings.database_timeouts,
             statements,
+            settings.statement_mode,
         )?;
-        let client = pool.get().await.map_err(DbError::from)?;
+        let client = pool.checkout().await?;
         if !settings.allow_rls_bypass {
             refuse_rls_bypass(&client).await?;
         }
-        crate::store::prepare_all(&client)
+        drop(client);
+        pool.ready_statements()
             .await
             .map_err(StartupError::Statements)?;
-        drop(client);
 
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let hasher = PasswordHasher::new(cores)
@@ -233,11 +235,11 @@ const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 /// every `PURGE_EVERY`, in small
 /// batches on one pooled connection at a time (`store::purge`). A failure (the database
 /// away) is logged and tried again next time.
-async fn purge_expired(pool: deadpool_postgres::Pool, retention: std::time::Duration) {
+async fn purge_expired(pool: db::Pool, retention: std::time::Duration) {
     let mut every = tokio::time::interval(PURGE_EVERY);
     loop {
         every.tick().await;
-        let Ok(client) = pool.get().await else {
+        let Ok(client) = pool.checkout().await else {
             continue;
         };
         let purged = async {

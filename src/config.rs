@@ -110,6 +110,13 @@ pub struct RawSettings {
     #[arg(long, env = "DATABASE_LOCK_TIMEOUT_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub database_lock_timeout_ms: u64,
+    /// `false` when DATABASE_URL points at a pooler in transaction mode that does not keep
+    /// prepared statements (PgBouncer before 1.21, or `max_prepared_statements = 0`):
+    /// statements are then sent unnamed, parsed by the server each time.
+    #[arg(long, env = "DATABASE_PREPARED_STATEMENTS", default_value_t = true,
+          action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub database_prepared_statements: bool,
     /// Serve even when the database role is a superuser or has BYPASSRLS, which disables
     /// the row-level-security wall. For development only.
     #[arg(long, env = "ALLOW_RLS_BYPASS", default_value_t = false,
@@ -178,6 +185,8 @@ pub struct Settings {
     pub login_failures_per_address: u32,
     pub registrations_per_address: u32,
     pub database_timeouts: crate::db::SessionTimeouts,
+    /// How statements are sent (`DATABASE_PREPARED_STATEMENTS`).
+    pub statement_mode: crate::db::StatementMode,
     pub request_timeout: std::time::Duration,
     pub allow_rls_bypass: bool,
     /// How long the change feed remembers deletions (`CHANGES_RETENTION_DAYS`).
@@ -265,6 +274,11 @@ impl RawSettings {
             database_timeouts: crate::db::SessionTimeouts {
                 statement: std::time::Duration::from_millis(self.database_statement_timeout_ms),
                 lock: std::time::Duration::from_millis(self.database_lock_timeout_ms),
+            },
+            statement_mode: if self.database_prepared_statements {
+                crate::db::StatementMode::Prepared
+            } else {
+                crate::db::StatementMode::Unnamed
             },
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
             allow_rls_bypass: self.allow_rls_bypass,

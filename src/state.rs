@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
-
 use crate::auth::lockout::AddressThrottle;
 use crate::auth::{PasswordHasher, TokenService};
 use crate::domain::cursor::CursorKey;
@@ -24,7 +22,7 @@ impl std::ops::Deref for AppState {
 /// The state shared by all requests.
 #[derive(Debug)]
 pub struct Shared {
-    pub pool: Pool,
+    pub pool: crate::db::Pool,
     pub tokens: TokenService,
     /// Seals and opens the opaque cursors of `/changes` and `/tasks`.
     pub cursors: CursorKey,
@@ -46,6 +44,6 @@ impl AppState {
     /// is held, the request deadline waits for the request rather than abandon a
     /// statement that may commit.
     pub async fn database(&self) -> Result<crate::db::Connection, crate::db::DbError> {
-        crate::db::checkout(&self.pool).await
+        self.pool.checkout().await
     }
 }

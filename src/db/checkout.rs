@@ -9,8 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deadpool_postgres::{Client, Pool};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
-use super::DbError;
+use super::statements::{Ready, StatementMode};
+use super::{DbError, Sending};
 
 tokio::task_local! {
     static HELD: Arc<AtomicUsize>;
@@ -20,6 +23,7 @@ tokio::task_local! {
 #[derive(Debug)]
 pub struct Connection {
     client: Client,
+    sending: Arc<Sending>,
     held: Option<Arc<AtomicUsize>>,
 }
 
@@ -40,13 +44,87 @@ impl Drop for Connection {
 }
 
 /// Takes a connection from the pool (waiting at most the pool's wait timeout).
-pub async fn checkout(pool: &Pool) -> Result<Connection, DbError> {
+pub(super) async fn checkout(pool: &Pool, sending: &Arc<Sending>) -> Result<Connection, DbError> {
     let client = pool.get().await?;
     let held = HELD.try_with(Arc::clone).ok();
     if let Some(held) = &held {
         held.fetch_add(1, Ordering::SeqCst);
     }
-    Ok(Connection { client, held })
+    Ok(Connection {
+        client,
+        sending: sending.clone(),
+        held,
+    })
+}
+
+/// Statements by their text, sent the pool's way (`db::statements`): `sql` must be one of
+/// the statements the pool was made with.
+impl Connection {
+    /// `sql`, ready to send without waiting, or `None` if it would need a round trip first
+    /// (it was not prepared when the connection opened). Polling `prepare_cached` once is
+    /// enough to know: a cached statement is returned on the first poll.
+    pub fn ready_now(&self, sql: &'static str) -> Result<Option<Ready<'_>>, DbError> {
+        match self.sending.mode {
+            StatementMode::Prepared => {
+                let mut prepare = std::pin::pin!(self.client.prepare_cached(sql));
+                match prepare
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+                {
+                    std::task::Poll::Ready(statement) => Ok(Some(Ready::Named(statement?))),
+                    std::task::Poll::Pending => Ok(None),
+                }
+            }
+            StatementMode::Unnamed => self.unnamed(sql).map(Some),
+        }
+    }
+
+    /// `sql`, ready to send, prepared first if need be.
+    pub async fn ready(&self, sql: &'static str) -> Result<Ready<'_>, DbError> {
+        match self.sending.mode {
+            StatementMode::Prepared => Ok(Ready::Named(self.client.prepare_cached(sql).await?)),
+            StatementMode::Unnamed => self.unnamed(sql),
+        }
+    }
+
+    fn unnamed(&self, sql: &'static str) -> Result<Ready<'_>, DbError> {
+        let types = self.sending.types.get().ok_or_else(|| {
+            DbError::Other("unnamed statements used before Pool::ready_statements".into())
+        })?;
+        Ready::unnamed(types, sql)
+    }
+
+    pub async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
+        self.ready(sql).await?.query(&self.client, params).await
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, DbError> {
+        self.ready(sql).await?.query_opt(&self.client, params).await
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, DbError> {
+        self.ready(sql).await?.query_one(&self.client, params).await
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, DbError> {
+        self.ready(sql).await?.execute(&self.client, params).await
+    }
 }
 
 /// How many connections the future run by `tracked` holds right now.

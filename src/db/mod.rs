@@ -4,15 +4,19 @@
 pub mod checkout;
 pub mod error;
 pub mod private;
+pub mod statements;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use deadpool_postgres::{HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{HookError, Manager, ManagerConfig, RecyclingMethod, Runtime};
 use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::NoTls;
 
-pub use checkout::{Connection, checkout};
+pub use checkout::Connection;
 pub use error::DbError;
+use statements::ParameterTypes;
+pub use statements::StatementMode;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -61,15 +65,33 @@ impl SessionTimeouts {
     }
 }
 
+/// The connection pool, and how its connections send statements.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: deadpool_postgres::Pool,
+    sending: Arc<Sending>,
+}
+
+/// What every connection of a pool shares: the mode, the statements the application issues
+/// and, in unnamed mode, their parameter types (learned by `Pool::ready_statements`).
+#[derive(Debug)]
+pub(crate) struct Sending {
+    pub(crate) mode: StatementMode,
+    statements: Arc<[&'static str]>,
+    pub(crate) types: OnceLock<ParameterTypes>,
+}
+
 /// A pool of connections. Recycling is `Fast` (no ping on every return): a broken
 /// connection is noticed by its next statement and replaced. Every new connection sets
-/// its `timeouts` and prepares `statements` first, so requests never wait on a prepare,
-/// and a pipeline of statements (see `store::as_caller`) is always sent in one go.
+/// its `timeouts` and, with prepared statements, prepares `statements` first, so requests
+/// never wait on a prepare, and a pipeline of statements (see `store::as_caller`) is always
+/// sent in one go. With unnamed statements, `Pool::ready_statements` must run before use.
 pub fn pool(
     mut config: tokio_postgres::Config,
     max_size: usize,
     timeouts: SessionTimeouts,
     statements: Vec<&'static str>,
+    mode: StatementMode,
 ) -> Result<Pool, DbError> {
     config.connect_timeout(ACQUIRE_TIMEOUT);
     config.keepalives(true);
@@ -81,16 +103,20 @@ pub fn pool(
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    let statements: std::sync::Arc<[&'static str]> = statements.into();
-    Pool::builder(manager)
+    let statements: Arc<[&'static str]> = statements.into();
+    let prepared = match mode {
+        StatementMode::Prepared => statements.clone(),
+        StatementMode::Unnamed => Arc::new([]),
+    };
+    let inner = deadpool_postgres::Pool::builder(manager)
         .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
-            let statements = statements.clone();
+            let prepared = prepared.clone();
             Box::pin(async move {
                 client
                     .batch_execute(&timeouts.set_statements())
                     .await
                     .map_err(HookError::Backend)?;
-                for sql in statements.iter() {
+                for sql in prepared.iter() {
                     client
                         .prepare_cached(sql)
                         .await
@@ -105,7 +131,58 @@ pub fn pool(
         .recycle_timeout(Some(ACQUIRE_TIMEOUT))
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|e| DbError::Unavailable(e.to_string()))
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    Ok(Pool {
+        inner,
+        sending: Arc::new(Sending {
+            mode,
+            statements,
+            types: OnceLock::new(),
+        }),
+    })
+}
+
+impl Pool {
+    /// Takes a connection (waiting at most the pool's wait timeout).
+    pub async fn checkout(&self) -> Result<Connection, DbError> {
+        checkout::checkout(&self.inner, &self.sending).await
+    }
+
+    /// Readies every statement on one connection, so that one that no longer matches the
+    /// schema stops the start-up rather than fail a request: prepared (and cached) on it,
+    /// or, in unnamed mode, its parameter types learned for every connection. How many.
+    pub async fn ready_statements(&self) -> Result<usize, DbError> {
+        let connection = self.checkout().await?;
+        match self.sending.mode {
+            StatementMode::Prepared => {
+                for sql in self.sending.statements.iter() {
+                    connection.prepare_cached(sql).await?;
+                }
+            }
+            StatementMode::Unnamed => {
+                let types =
+                    ParameterTypes::learn(&connection, self.sending.statements.iter().copied())
+                        .await?;
+                // A second call learns the same types again; the first answer stands.
+                let _ = self.sending.types.set(types);
+            }
+        }
+        Ok(self.sending.statements.len())
+    }
+
+    pub fn mode(&self) -> StatementMode {
+        self.sending.mode
+    }
+
+    /// Size, idle and waiting counts (deadpool's view).
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.inner.status()
+    }
+
+    /// Closes the pool: no more connections are handed out, idle ones are closed.
+    pub fn close(&self) {
+        self.inner.close();
+    }
 }
 
 /// Opens one connection outside the pool (migrations, database creation).
@@ -125,13 +202,20 @@ pub async fn is_up_to_date(config: &tokio_postgres::Config) -> bool {
     let Ok(client) = connect(config).await else {
         return false;
     };
-    let Ok(rows) = client
-        .query("SELECT version FROM refinery_schema_history", &[])
+    // The simple protocol: no named statement, so this is safe through any pooler.
+    let Ok(messages) = client
+        .simple_query("SELECT version FROM refinery_schema_history")
         .await
     else {
         return false;
     };
-    let applied: Vec<i32> = rows.iter().filter_map(|row| row.try_get(0).ok()).collect();
+    let applied: Vec<i32> = messages
+        .iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            _ => None,
+        })
+        .collect();
     embedded::migrations::runner()
         .get_migrations()
         .iter()
@@ -146,6 +230,7 @@ pub async fn migrate(
     as_role: Option<&str>,
 ) -> Result<usize, MigrateError> {
     const MIGRATION_LOCK: i64 = 0x7461_736b_6170_6931; // "taskapi1"
+    refuse_transaction_pooler(config).await?;
     let mut client = connect(config).await?;
     if let Some(role) = as_role {
         client
@@ -166,6 +251,34 @@ pub async fn migrate(
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
     Ok(report?.applied_migrations().len())
+}
+
+/// Refuses a connection string that leads to a pooler in transaction or statement mode
+/// (PgBouncer, Odyssey, pgcat …), where a migration's session state (its advisory lock,
+/// `SET ROLE`) would not follow it from one transaction to the next. Two sessions of a direct
+/// connection never share a server process; behind such a pooler, the second session's
+/// statement runs on the server process the first one has just released (PgBouncer reuses
+/// the most recently released one). A pooler in session mode passes, as it should.
+async fn refuse_transaction_pooler(config: &tokio_postgres::Config) -> Result<(), MigrateError> {
+    async fn backend_pid(client: &tokio_postgres::Client) -> Result<String, DbError> {
+        let rows = client.simple_query("SELECT pg_backend_pid()").await?;
+        Ok(rows
+            .iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+    let (first, second) = tokio::try_join!(connect(config), connect(config))?;
+    for _ in 0..3 {
+        let a = backend_pid(&first).await?;
+        let b = backend_pid(&second).await?;
+        if a == b {
+            return Err(MigrateError::ThroughTransactionPooler);
+        }
+    }
+    Ok(())
 }
 
 /// Private-server mode, where we own the cluster: creates the owner and app roles and
@@ -207,6 +320,13 @@ pub async fn ensure_roles_and_database(
 pub enum MigrateError {
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(
+        "migrations need a direct connection to PostgreSQL, and this one goes through a \
+         pooler in transaction (or statement) mode: two of its sessions ran on one server \
+         process, so the migration lock and SET ROLE would not hold. Point \
+         DATABASE_OWNER_URL (or the URL given to `taskapi migrate`) at PostgreSQL itself"
+    )]
+    ThroughTransactionPooler,
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
 }

@@ -1,13 +1,11 @@
 //! The readiness probe's query.
 
-use deadpool_postgres::Pool;
-
-use crate::db::DbError;
+use crate::db::{DbError, Pool};
 
 /// Whether the database answers a trivial query on a pooled connection. Any failure,
 /// acquiring the connection included, means the database is not serving.
 pub async fn ping(pool: &Pool) -> Result<(), DbError> {
-    let client = crate::db::checkout(pool).await?;
+    let client = pool.checkout().await?;
     client
         .simple_query("SELECT 1")
         .await

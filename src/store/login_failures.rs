@@ -5,11 +5,11 @@
 //! checked, the rest are refused before any hashing and change nothing. A success clears
 //! the count. Rows whose window has passed are purged as failures arrive.
 
-use deadpool_postgres::Client;
 use uuid::Uuid;
 
 use super::{Caller, StoreError};
 use crate::auth::lockout::{ACCOUNT_MAX_FAILURES, ACCOUNT_WINDOW};
+use crate::db::Connection;
 
 /// Counts one attempt for the address (the first column of `$source`) within a window of
 /// `$3` seconds, unless `$2` attempts are already counted in the window: then the row is
@@ -92,13 +92,12 @@ pub struct ConfirmationAttempt {
 
 /// Counts a login attempt for `normalized_email` and reads its account.
 pub async fn count_login(
-    client: &Client,
+    client: &Connection,
     normalized_email: &str,
 ) -> Result<LoginAttempt, StoreError> {
-    let statement = client.prepare_cached(COUNT_LOGIN).await?;
     let row = client
         .query_one(
-            &statement,
+            COUNT_LOGIN,
             &[&normalized_email, &ACCOUNT_MAX_FAILURES, &window_secs()],
         )
         .await?;
@@ -117,13 +116,12 @@ pub async fn count_login(
 
 /// Counts a password confirmation by `caller`, if their token is still current.
 pub async fn count_confirmation(
-    client: &Client,
+    client: &Connection,
     caller: &Caller,
 ) -> Result<ConfirmationAttempt, StoreError> {
-    let statement = client.prepare_cached(COUNT_CONFIRMATION).await?;
     let row = client
         .query_opt(
-            &statement,
+            COUNT_CONFIRMATION,
             &[
                 &caller.user_id,
                 &ACCOUNT_MAX_FAILURES,
@@ -144,15 +142,13 @@ pub async fn count_confirmation(
 }
 
 /// A wrong password: the attempt is already counted; expired windows are purged.
-pub async fn purge_expired(client: &Client) -> Result<(), StoreError> {
-    let statement = client.prepare_cached(PURGE_EXPIRED).await?;
-    client.execute(&statement, &[&window_secs()]).await?;
+pub async fn purge_expired(client: &Connection) -> Result<(), StoreError> {
+    client.execute(PURGE_EXPIRED, &[&window_secs()]).await?;
     Ok(())
 }
 
 /// A right password clears the address's count.
-pub async fn clear(client: &Client, email: &str) -> Result<(), StoreError> {
-    let statement = client.prepare_cached(CLEAR).await?;
-    client.execute(&statement, &[&email]).await?;
+pub async fn clear(client: &Connection, email: &str) -> Result<(), StoreError> {
+    client.execute(CLEAR, &[&email]).await?;
     Ok(())
 }

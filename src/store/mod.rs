@@ -12,17 +12,14 @@ pub mod purge;
 pub mod tasks;
 pub mod users;
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
 
-use deadpool_postgres::Client;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use crate::db::DbError;
+use crate::db::statements::Ready;
+use crate::db::{Connection, DbError};
 
 /// What a store call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -71,38 +68,32 @@ pub struct Caller {
 
 /// The statements of one `as_caller` transaction. Only `as_caller` makes one, and the
 /// operation can reach the database only through it, so every statement it issues is
-/// checked, before it is sent, to be (a) already prepared on the connection, so it is sent
-/// at once rather than after a `Parse` round trip, and (b) issued before the pipelined
-/// `COMMIT`. A statement that fails either check is refused with `StoreError::Pipeline`
-/// and never runs outside the transaction (where it would have no RLS identity).
+/// checked, before it is sent, to be (a) ready to send at once (prepared on the connection,
+/// or its types known for unnamed sending), rather than after a `Parse` round trip, and
+/// (b) issued before the pipelined `COMMIT`. A statement that fails either check is refused
+/// with `StoreError::Pipeline` and never runs outside the transaction (where it would have
+/// no RLS identity).
 #[derive(Debug)]
 pub struct CallerTransaction<'c> {
-    client: &'c Client,
+    client: &'c Connection,
     committing: AtomicBool,
 }
 
 impl CallerTransaction<'_> {
-    /// The prepared statement for `sql`, without waiting: the cache either has it now or
-    /// the statement is refused. Polling `prepare_cached` once is enough to know: a cached
-    /// statement is returned on the first poll.
-    fn statement(&self, sql: &'static str) -> Result<Statement, StoreError> {
+    /// The statement for `sql`, without waiting: ready now, or refused.
+    fn statement(&self, sql: &'static str) -> Result<Ready<'_>, StoreError> {
         if self.committing.load(Ordering::SeqCst) {
             return Err(StoreError::Pipeline(format!(
                 "issued after COMMIT was sent (await only once, on statements issued \
                  together): {sql}"
             )));
         }
-        let mut prepare = pin!(self.client.prepare_cached(sql));
-        match prepare
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(statement) => Ok(statement?),
-            Poll::Pending => Err(StoreError::Pipeline(format!(
+        self.client.ready_now(sql)?.ok_or_else(|| {
+            StoreError::Pipeline(format!(
                 "not prepared when the connection opened (add it to store::all_statements): \
                  {sql}"
-            ))),
-        }
+            ))
+        })
     }
 
     pub async fn query(
@@ -111,7 +102,7 @@ impl CallerTransaction<'_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        Ok(self.client.query(&statement, params).await?)
+        Ok(statement.query(self.client, params).await?)
     }
 
     pub async fn query_opt(
@@ -120,7 +111,7 @@ impl CallerTransaction<'_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        Ok(self.client.query_opt(&statement, params).await?)
+        Ok(statement.query_opt(self.client, params).await?)
     }
 
     pub async fn query_one(
@@ -129,7 +120,7 @@ impl CallerTransaction<'_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, StoreError> {
         let statement = self.statement(sql)?;
-        Ok(self.client.query_one(&statement, params).await?)
+        Ok(statement.query_one(self.client, params).await?)
     }
 
     pub async fn execute(
@@ -138,7 +129,7 @@ impl CallerTransaction<'_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let statement = self.statement(sql)?;
-        Ok(self.client.execute(&statement, params).await?)
+        Ok(statement.execute(self.client, params).await?)
     }
 }
 
@@ -154,7 +145,7 @@ impl CallerTransaction<'_> {
 /// `join!` (not `try_join!`) drains every reply before the connection goes back to the
 /// pool.
 pub async fn as_caller<T>(
-    client: &Client,
+    client: &Connection,
     caller: &Caller,
     operation: impl AsyncFnOnce(&CallerTransaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -167,7 +158,7 @@ pub async fn as_caller<T>(
 /// the commit order); taking it first also gives every writer of one account the same lock
 /// order (account row, then the rows it writes), so two of them never deadlock.
 pub async fn as_writer<T>(
-    client: &Client,
+    client: &Connection,
     caller: &Caller,
     operation: impl AsyncFnOnce(&CallerTransaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -175,7 +166,7 @@ pub async fn as_writer<T>(
 }
 
 async fn in_transaction<T>(
-    client: &Client,
+    client: &Connection,
     caller: &Caller,
     writes: bool,
     operation: impl AsyncFnOnce(&CallerTransaction<'_>) -> Result<T, StoreError>,
@@ -239,16 +230,7 @@ pub fn all_statements() -> impl Iterator<Item = &'static str> {
         .chain(labels::STATEMENTS.iter())
         .chain(changes::STATEMENTS.iter())
         .chain(idempotency::STATEMENTS.iter())
+        .chain(purge::STATEMENTS.iter())
         .copied()
         .chain(tasks::statements())
-}
-
-/// Prepares (and caches) every statement on `client`.
-pub async fn prepare_all(client: &Client) -> Result<usize, DbError> {
-    let mut count = 0;
-    for sql in all_statements() {
-        client.prepare_cached(sql).await?;
-        count += 1;
-    }
-    Ok(count)
 }

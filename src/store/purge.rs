@@ -8,12 +8,14 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::db::DbError;
+use crate::db::{Connection, DbError};
 
 const BATCH: u64 = 1000;
+
+/// The purge's statements, prepared with all others (`store::all_statements`).
+pub const STATEMENTS: &[&str] = &[TOMBSTONES, SUPERSEDED, ORPHANED, IDEMPOTENCY_KEYS];
 
 // No `FOR UPDATE SKIP LOCKED`: under row-level security a locking read needs an UPDATE
 // policy, which the purge has no business having. A request rarely touches an expired row
@@ -43,26 +45,26 @@ const IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid = ANY (A
 
 /// Deletes the tombstones older than `retention`, and an hour more: a transaction's `now()`
 /// (a tombstone's `changed_at`) is when it began, not when it committed. How many went.
-pub async fn tombstones(client: &Client, retention: Duration) -> Result<u64, DbError> {
+pub async fn tombstones(client: &Connection, retention: Duration) -> Result<u64, DbError> {
     let cutoff = OffsetDateTime::now_utc() - (retention + Duration::from_secs(3600));
     in_batches(client, TOMBSTONES, &[&cutoff]).await
 }
 
 /// Deletes the change-log rows later changes supersede, and those of deleted accounts.
-pub async fn superseded_changes(client: &Client) -> Result<u64, DbError> {
+pub async fn superseded_changes(client: &Connection) -> Result<u64, DbError> {
     let superseded = purging(client, SUPERSEDED, &[]).await?;
     Ok(superseded + purging(client, ORPHANED, &[]).await?)
 }
 
 /// Deletes the idempotency keys (and the responses they keep) older than 24 hours.
-pub async fn idempotency_keys(client: &Client) -> Result<u64, DbError> {
+pub async fn idempotency_keys(client: &Connection) -> Result<u64, DbError> {
     in_batches(client, IDEMPOTENCY_KEYS, &[]).await
 }
 
 /// Runs a batch statement (`LIMIT 1000` inside) until a batch comes back short.
 async fn in_batches(
-    client: &Client,
-    sql: &str,
+    client: &Connection,
+    sql: &'static str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64, DbError> {
     let mut purged = 0;
@@ -78,8 +80,8 @@ async fn in_batches(
 /// Runs one purge statement in its own transaction, with the purging flag set; how many rows
 /// it deleted.
 async fn purging(
-    client: &Client,
-    sql: &str,
+    client: &Connection,
+    sql: &'static str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64, DbError> {
     client

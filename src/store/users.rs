@@ -1,11 +1,10 @@
 //! The `users` table, and the checks that an access token is still current.
 
-use deadpool_postgres::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Caller, CallerTransaction, StoreError};
-use crate::db::DbError;
+use crate::db::{Connection, DbError};
 use crate::domain::Email;
 
 /// The unique index that makes addresses unique whatever their case (migration V1).
@@ -104,22 +103,19 @@ fn caller_params(caller: &Caller) -> [&(dyn tokio_postgres::types::ToSql + Sync)
 
 /// Creates an account; `EmailTaken` when the address (in any case) is registered.
 pub async fn insert(
-    client: &Client,
+    client: &Connection,
     email: &Email,
     password_hash: &str,
 ) -> Result<UserRow, StoreError> {
-    let statement = client.prepare_cached(INSERT).await?;
     match client
-        .query_one(&statement, &[&email.as_str(), &password_hash])
+        .query_one(INSERT, &[&email.as_str(), &password_hash])
         .await
     {
         Ok(row) => Ok(UserRow::try_from(row)?),
-        Err(error) => match DbError::from(error) {
-            DbError::UniqueViolation(constraint) if constraint == EMAIL_UNIQUE => {
-                Err(StoreError::EmailTaken)
-            }
-            other => Err(other.into()),
-        },
+        Err(DbError::UniqueViolation(constraint)) if constraint == EMAIL_UNIQUE => {
+            Err(StoreError::EmailTaken)
+        }
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -141,23 +137,24 @@ pub(super) async fn open_session(
 
 /// Why the caller's token is not current: its account is gone, or the token was revoked.
 /// (A failure to find out is reported as such.)
-pub async fn why_not_current(client: &Client, caller: &Caller) -> StoreError {
+pub async fn why_not_current(client: &Connection, caller: &Caller) -> StoreError {
     let exists = async {
-        let statement = client.prepare_cached(ACCOUNT_EXISTS).await?;
-        let row = client.query_one(&statement, &[&caller.user_id]).await?;
-        row.try_get::<_, bool>(0)
+        let row = client.query_one(ACCOUNT_EXISTS, &[&caller.user_id]).await?;
+        Ok::<_, StoreError>(row.try_get::<_, bool>(0)?)
     };
     match exists.await {
         Ok(true) => StoreError::TokenRevoked,
         Ok(false) => StoreError::AccountGone,
-        Err(error) => error.into(),
+        Err(error) => error,
     }
 }
 
 /// The caller's account, if their token is still current.
-pub async fn current(client: &Client, caller: &Caller) -> Result<UserRow, StoreError> {
-    let statement = client.prepare_cached(CURRENT_USER).await?;
-    match client.query_opt(&statement, &caller_params(caller)).await? {
+pub async fn current(client: &Connection, caller: &Caller) -> Result<UserRow, StoreError> {
+    match client
+        .query_opt(CURRENT_USER, &caller_params(caller))
+        .await?
+    {
         Some(row) => Ok(UserRow::try_from(row)?),
         None => Err(why_not_current(client, caller).await),
     }
@@ -166,21 +163,16 @@ pub async fn current(client: &Client, caller: &Caller) -> Result<UserRow, StoreE
 /// Logs out one token: remembered as revoked until it would have expired. Expired
 /// revocations are purged in the same round trip.
 pub async fn revoke_token(
-    client: &Client,
+    client: &Connection,
     caller: &Caller,
     expires_at: i64,
 ) -> Result<(), StoreError> {
-    let (revoke, purge) = tokio::join!(
-        client.prepare_cached(REVOKE_TOKEN),
-        client.prepare_cached(PURGE_REVOKED)
-    );
-    let (revoke, purge) = (revoke?, purge?);
     let [id, version, jti] = caller_params(caller);
     let expires_at = expires_at as f64;
     let params = [id, version, jti, &expires_at];
     let (revoked, purged) = tokio::join!(
-        client.execute(&revoke, &params),
-        client.execute(&purge, &[])
+        client.execute(REVOKE_TOKEN, &params),
+        client.execute(PURGE_REVOKED, &[])
     );
     purged?;
     match revoked? {
@@ -190,9 +182,11 @@ pub async fn revoke_token(
 }
 
 /// Logs out every token issued so far.
-pub async fn bump_token_version(client: &Client, caller: &Caller) -> Result<(), StoreError> {
-    let statement = client.prepare_cached(BUMP_TOKEN_VERSION).await?;
-    match client.execute(&statement, &caller_params(caller)).await? {
+pub async fn bump_token_version(client: &Connection, caller: &Caller) -> Result<(), StoreError> {
+    match client
+        .execute(BUMP_TOKEN_VERSION, &caller_params(caller))
+        .await?
+    {
         1 => Ok(()),
         _ => Err(why_not_current(client, caller).await),
     }
@@ -200,14 +194,13 @@ pub async fn bump_token_version(client: &Client, caller: &Caller) -> Result<(), 
 
 /// Sets a new password hash and logs out every token issued so far.
 pub async fn change_password(
-    client: &Client,
+    client: &Connection,
     caller: &Caller,
     password_hash: &str,
 ) -> Result<(), StoreError> {
-    let statement = client.prepare_cached(CHANGE_PASSWORD).await?;
     let changed = client
         .execute(
-            &statement,
+            CHANGE_PASSWORD,
             &[&caller.user_id, &caller.token_version, &password_hash],
         )
         .await?;
@@ -218,10 +211,9 @@ pub async fn change_password(
 }
 
 /// Deletes the account; its tasks go with it (ON DELETE CASCADE), in the same statement.
-pub async fn delete(client: &Client, caller: &Caller) -> Result<(), StoreError> {
-    let statement = client.prepare_cached(DELETE).await?;
+pub async fn delete(client: &Connection, caller: &Caller) -> Result<(), StoreError> {
     match client
-        .execute(&statement, &[&caller.user_id, &caller.token_version])
+        .execute(DELETE, &[&caller.user_id, &caller.token_version])
         .await?
     {
         1 => Ok(()),

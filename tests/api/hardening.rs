@@ -331,9 +331,11 @@ async fn a_statement_issued_after_the_first_await_is_refused_not_run_outside_the
         1,
         Default::default(),
         statements,
+        Default::default(),
     )
     .unwrap();
-    let client = pool.get().await.unwrap();
+    pool.ready_statements().await.unwrap();
+    let client = pool.checkout().await.unwrap();
     let owner = caller.user_id;
     let result = store::as_caller(&client, &caller, async |tx| {
         let first = store::tasks::get(tx, owner, id).await?;
@@ -366,9 +368,10 @@ async fn a_statement_not_prepared_in_advance_is_refused() {
         1,
         Default::default(),
         Vec::new(),
+        Default::default(),
     )
     .unwrap();
-    let client = pool.get().await.unwrap();
+    let client = pool.checkout().await.unwrap();
     let owner = caller.user_id;
     let result = store::as_caller(&client, &caller, async |tx| {
         store::tasks::get(tx, owner, id).await

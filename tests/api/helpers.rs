@@ -59,6 +59,7 @@ pub fn settings(config: tokio_postgres::Config) -> Settings {
         login_failures_per_address: 300,
         registrations_per_address: 10_000,
         database_timeouts: Default::default(),
+        statement_mode: Default::default(),
         request_timeout: taskapi::http::deadline::REQUEST_TIMEOUT,
         allow_rls_bypass: false,
         changes_retention: std::time::Duration::from_secs(30 * 86_400),

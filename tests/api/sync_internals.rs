@@ -236,7 +236,16 @@ async fn the_purge_takes_expired_tombstones_and_keys_and_nothing_else() {
     .await
     .expect("aged");
 
-    let api = as_api_role().await;
+    // The purge runs on a pooled connection of the API's role, as the server's purger does.
+    let pool = taskapi::db::pool(
+        database().await.config.clone(),
+        1,
+        Default::default(),
+        taskapi::store::all_statements().collect(),
+        Default::default(),
+    )
+    .expect("a pool");
+    let api = pool.checkout().await.expect("the API's role connects");
     let retention = Duration::from_secs(30 * 86_400);
     // Other tests' servers purge too (each purges when it starts), so which call deletes these
     // rows is not ours to count: the state left is what is checked.
