@@ -89,7 +89,7 @@ impl Connection {
 
     /// The statements that open a transaction on this connection.
     pub fn begin(&self) -> &str {
-        &self.sending.begin
+        self.sending.begin.get().map_or("BEGIN", |begin| begin)
     }
 
     fn unnamed(&self, sql: &'static str) -> Result<Ready<'_>, DbError> {

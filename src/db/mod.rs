@@ -79,11 +79,14 @@ pub struct Pool {
 #[derive(Debug)]
 pub(crate) struct Sending {
     pub(crate) mode: StatementMode,
-    /// What opens a transaction. With unnamed statements the connection may be a
-    /// transaction pooler's, whose server connections do not keep the session settings sent
-    /// when this connection opened: each transaction then sets its timeouts itself, in the
-    /// same message as its `BEGIN` (no extra round trip).
-    pub(crate) begin: Box<str>,
+    /// What opens a transaction: `BEGIN`, or (set by `Pool::ready_statements` when the
+    /// connections lead to a transaction pooler, or statements are unnamed, which is what
+    /// such poolers need) `BEGIN` with the timeouts for that transaction alone. A pooler's
+    /// server connections do not keep the session settings this connection sent when it
+    /// opened, so each transaction sets them itself, in the same message as its `BEGIN` (no
+    /// extra round trip).
+    pub(crate) begin: OnceLock<Box<str>>,
+    timeouts: SessionTimeouts,
     statements: Arc<[&'static str]>,
     pub(crate) types: OnceLock<ParameterTypes>,
 }
@@ -159,10 +162,8 @@ pub fn pool(
         inner,
         sending: Arc::new(Sending {
             mode,
-            begin: match mode {
-                StatementMode::Prepared => "BEGIN".into(),
-                StatementMode::Unnamed => timeouts.begin_statements().into(),
-            },
+            begin: OnceLock::new(),
+            timeouts,
             statements,
             types: OnceLock::new(),
         }),
@@ -194,7 +195,27 @@ impl Pool {
                 let _ = self.sending.types.set(types);
             }
         }
+        drop(connection);
+        let pooled = self.sending.mode == StatementMode::Unnamed
+            || (self.inner.status().max_size >= 2 && self.leads_to_a_transaction_pooler().await?);
+        let begin = if pooled {
+            tracing::info!(
+                "the database connections share server processes (a transaction pooler) or \
+                 send unnamed statements: each transaction sets its own timeouts"
+            );
+            self.sending.timeouts.begin_statements()
+        } else {
+            "BEGIN".to_owned()
+        };
+        let _ = self.sending.begin.set(begin.into());
         Ok(self.sending.statements.len())
+    }
+
+    /// Whether two of this pool's connections run on one server process, which only a
+    /// pooler in transaction (or statement) mode does (see `shares_server_processes`).
+    async fn leads_to_a_transaction_pooler(&self) -> Result<bool, DbError> {
+        let (first, second) = tokio::try_join!(self.checkout(), self.checkout())?;
+        shares_server_processes(&first, &second).await
     }
 
     pub fn mode(&self) -> StatementMode {
@@ -289,6 +310,21 @@ pub async fn migrate(config: &Endpoint, as_role: Option<&str>) -> Result<usize, 
 /// statement runs on the server process the first one has just released (PgBouncer reuses
 /// the most recently released one). A pooler in session mode passes, as it should.
 async fn refuse_transaction_pooler(config: &Endpoint) -> Result<(), MigrateError> {
+    let (first, second) = tokio::try_join!(connect(config), connect(config))?;
+    if shares_server_processes(&first, &second).await? {
+        return Err(MigrateError::ThroughTransactionPooler);
+    }
+    Ok(())
+}
+
+/// Whether two client sessions ran statements on one server process, three tries: never
+/// so on a direct connection (or through a pooler in session mode); behind a pooler in
+/// transaction mode, the second session's statement runs on the server process the first
+/// has just released (PgBouncer reuses the most recently released one).
+async fn shares_server_processes(
+    first: &tokio_postgres::Client,
+    second: &tokio_postgres::Client,
+) -> Result<bool, DbError> {
     async fn backend_pid(client: &tokio_postgres::Client) -> Result<String, DbError> {
         let rows = client.simple_query("SELECT pg_backend_pid()").await?;
         Ok(rows
@@ -299,15 +335,12 @@ async fn refuse_transaction_pooler(config: &Endpoint) -> Result<(), MigrateError
             })
             .unwrap_or_default())
     }
-    let (first, second) = tokio::try_join!(connect(config), connect(config))?;
     for _ in 0..3 {
-        let a = backend_pid(&first).await?;
-        let b = backend_pid(&second).await?;
-        if a == b {
-            return Err(MigrateError::ThroughTransactionPooler);
+        if backend_pid(first).await? == backend_pid(second).await? {
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Private-server mode, where we own the cluster: creates the owner and app roles and

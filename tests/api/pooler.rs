@@ -54,7 +54,12 @@ impl Bouncer {
             .get_user()
             .expect("a superuser")
             .to_owned();
-        let dbname = ready.config.driver_config().get_dbname().expect("a database").to_owned();
+        let dbname = ready
+            .config
+            .driver_config()
+            .get_dbname()
+            .expect("a database")
+            .to_owned();
         let listen_port = free_port();
         let dir = std::env::temp_dir().join(format!("taskapi-pgbouncer-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -234,9 +239,12 @@ async fn migrations_through_a_transaction_pooler_are_refused_clearly() {
     let Some(bouncer) = Bouncer::start().await else {
         return;
     };
-    let error = taskapi::db::migrate(&bouncer.config("admin").into(), Some(taskapi::db::OWNER_ROLE))
-        .await
-        .expect_err("refused");
+    let error = taskapi::db::migrate(
+        &bouncer.config("admin").into(),
+        Some(taskapi::db::OWNER_ROLE),
+    )
+    .await
+    .expect_err("refused");
     let message = error.to_string();
     assert!(
         message.contains("direct connection") && message.contains("DATABASE_OWNER_URL"),
@@ -250,4 +258,29 @@ async fn migrations_through_a_transaction_pooler_are_refused_clearly() {
             .expect("a direct connection migrates"),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_behind_a_transaction_pooler_sets_its_timeouts_in_every_transaction() {
+    let Some(bouncer) = Bouncer::start().await else {
+        return;
+    };
+    // Prepared statements (none here), so only the pooler itself can be what is detected.
+    let opens = |endpoint: taskapi::db::Endpoint| async move {
+        let pool = taskapi::db::pool(
+            endpoint,
+            2,
+            Default::default(),
+            Vec::new(),
+            Default::default(),
+        )
+        .expect("a pool");
+        pool.ready_statements().await.expect("ready");
+        let connection = pool.checkout().await.expect("a connection");
+        connection.begin().to_owned()
+    };
+    let pooled = opens(bouncer.config("app").into()).await;
+    assert!(pooled.contains("SET LOCAL lock_timeout"), "{pooled}");
+    let direct = opens(database().await.config.clone()).await;
+    assert_eq!(direct, "BEGIN");
 }
