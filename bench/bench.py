@@ -2,10 +2,13 @@
 """taskapi benchmark: the API under wrk, side by side with PostgreSQL's own ceiling.
 
 Starts a release build of taskapi on a throwaway private PostgreSQL, seeds it through the
-API, drives each scenario with wrk at several concurrencies, runs the same SQL the scenario's
-requests issue directly through pgbench (pipelined, like the API) with the same number of
-connections, and prints requests/s, latency, errors, the server's peak RSS and the ratio to
-the ceiling. Results go to bench/results/ as JSON and an SVG chart. Standard library only.
+API, drives each scenario with wrk at several concurrencies, and runs the statements the
+scenario's requests issue (the binary's own texts, pipelined like the API's) directly through
+pgbench with the same number of connections. Prints requests/s, latency, errors, the server's
+peak RSS, the ratio to the ceiling, and CPU time per request of the server and of PostgreSQL
+(and of PostgreSQL per ceiling transaction); checks through pg_stat_statements that each
+ceiling issued what the API did. Results go to bench/results/ as JSON and an SVG chart.
+Standard library only.
 """
 
 import argparse
@@ -413,6 +416,36 @@ def statement_stats(pg, reset=False):
     return json.loads(out)
 
 
+def track_statements(pg, on):
+    """pg_stat_statements costs a read 2-4 % of its throughput: it tracks only during the
+    check runs. A pooled backend takes the new setting after its next message."""
+    psql(pg, f"ALTER SYSTEM SET pg_stat_statements.track = '{'top' if on else 'none'}'")
+    psql(pg, "SELECT pg_reload_conf()")
+    time.sleep(0.2)
+
+
+CHECK_SECONDS = 2
+
+
+def check_statements(pg, port, scripts, scenario, connections, data_file, users, workdir):
+    """A short run of the API and one of the ceiling with pg_stat_statements tracking: the
+    statements each issued (their text with constants and parameters left out, calls per
+    request or transaction, rows per call), and the differences."""
+    track_statements(pg, True)
+    try:
+        statement_stats(pg, reset=True)
+        api_run = run_wrk(port, scenario, connections, CHECK_SECONDS, data_file)
+        api = per_request(statement_stats(pg), api_run["requests"])
+        statement_stats(pg, reset=True)
+        ceiling_run = run_pgbench(pg, scripts, SCENARIO_SCRIPTS[scenario], connections, CHECK_SECONDS,
+                                  users, workdir)
+        ceiling = per_request(statement_stats(pg), ceiling_run["transactions"])
+    finally:
+        track_statements(pg, False)
+    differences = compare_statements(api, ceiling)
+    return {"same": not differences, "differences": differences, "api": api, "ceiling": ceiling}
+
+
 # What pg_stat_statements turns into placeholders: a statement's entry made when it was
 # parsed has its constants replaced (`$4`), one made when a statement prepared before the
 # last reset runs (the API's) keeps them. Both are reduced to `$`.
@@ -662,7 +695,7 @@ def main():
     parser.add_argument("--lookup-rounds", type=int, default=0,
                         help="alternating pgbench rounds measuring what picking the user costs the ceiling (0: skip)")
     parser.add_argument("--no-statement-check", action="store_true",
-                        help="run without pg_stat_statements: no comparison of the ceiling's SQL with the API's")
+                        help="skip comparing each ceiling's SQL with the API's (pg_stat_statements, short runs)")
     parser.add_argument("--no-scale", action="store_true",
                         help="skip the growth runs (list at 10/1,000/10,000 tasks per user; get at 100k/1M rows)")
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -698,6 +731,7 @@ def main():
             stop_server(server)
             server = start_server(args.binary, env, port)
             psql(pg, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            track_statements(pg, False)
 
         log(f"seeding {args.users} users × {args.tasks_per_user} tasks through the API …")
         started = time.time()
@@ -728,8 +762,6 @@ def main():
         login = login_ceiling() if "login" in scenarios else None
         results = []
         for scenario in scenarios:
-            if check:
-                statement_stats(pg, reset=True)
             runs = []
             for c in connections:
                 peak_rss_reset(server.pid)
@@ -738,32 +770,27 @@ def main():
                 runs.append(run)
                 log(f"{scenario:7} c={c:<3} {run['rps']:9.0f} req/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
                     f"errors {run['errors']}  CPU/req: API {run['api_cpu_us']:.0f} µs, PG {run['pg_cpu_us']:.0f} µs")
-            api_sql = per_request(statement_stats(pg), sum(r["requests"] for r in runs)) if check else None
             best = max(runs, key=lambda r: r["rps"])
             result = {"scenario": scenario, **best, "runs": runs}
             if scenario == "login":
                 result["ceiling_rps"] = login["verifies_per_s"]
                 result["ceiling"] = (f"{login['threads']} hashing threads of taskapi's PasswordHasher, "
                                      f"{login['verifies_per_s']:.0f} verifications/s")
-                if check:
-                    result["statements"] = {"api": api_sql}
             else:
                 # The API never holds more database connections than its pool: neither may pgbench.
                 db_connections = min(best["connections"], args.pool_size)
-                if check:
-                    statement_stats(pg, reset=True)
                 ceiling = run_pgbench(pg, scripts, SCENARIO_SCRIPTS[scenario], db_connections, args.duration,
                                       args.users, workdir, cpu=cpu)
                 result["ceiling_rps"] = ceiling["tps"]
                 result["ceiling_pg_cpu_us"] = ceiling["pg_cpu_us"]
                 result["ceiling"] = f"pgbench, the API's statements, {db_connections} connections"
+                log(f"{scenario:7} ceiling {ceiling['tps']:.0f} tps, PG {ceiling['pg_cpu_us']:.0f} µs/tx")
                 if check:
-                    ceiling_sql = per_request(statement_stats(pg), ceiling["transactions"])
-                    differences = compare_statements(api_sql, ceiling_sql)
-                    result["statements"] = {"same": not differences, "differences": differences,
-                                            "api": api_sql, "ceiling": ceiling_sql}
-                    log(f"{scenario:7} ceiling {ceiling['tps']:.0f} tps, PG {ceiling['pg_cpu_us']:.0f} µs/tx; SQL "
-                        + ("the same as the API's" if not differences else "DIFFERS: " + "; ".join(differences)))
+                    result["statements"] = check_statements(pg, port, scripts, scenario, db_connections,
+                                                            data_file, args.users, workdir)
+                    differences = result["statements"]["differences"]
+                    log(f"{scenario:7} SQL " + ("the same as the API's" if not differences
+                                                else "DIFFERS: " + "; ".join(differences)))
             result["ratio"] = result["rps"] / result["ceiling_rps"]
             if scenario in ("list", "get"):
                 # Latency at about half the best throughput: each connection waits between
