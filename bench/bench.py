@@ -2,10 +2,13 @@
 """taskapi benchmark: the API under wrk, side by side with PostgreSQL's own ceiling.
 
 Starts a release build of taskapi on a throwaway private PostgreSQL, seeds it through the
-API, drives each scenario with wrk at several concurrencies, runs the same SQL the scenario's
-requests issue directly through pgbench (pipelined, like the API) with the same number of
-connections, and prints requests/s, latency, errors, the server's peak RSS and the ratio to
-the ceiling. Results go to bench/results/ as JSON and an SVG chart. Standard library only.
+API, drives each scenario with wrk at several concurrencies, and runs the statements the
+scenario's requests issue (the binary's own texts, pipelined like the API's) directly through
+pgbench with the same number of connections. Prints requests/s, latency, errors, the server's
+peak RSS, the ratio to the ceiling, and CPU time per request of the server and of PostgreSQL
+(and of PostgreSQL per ceiling transaction); checks through pg_stat_statements that each
+ceiling issued what the API did. Results go to bench/results/ as JSON and an SVG chart.
+Standard library only.
 """
 
 import argparse
@@ -30,151 +33,161 @@ PASSWORD = "benchmark passphrase 42"
 SCENARIOS = ["list", "list_project", "list_label", "get", "create", "patch", "changes",
              "create_idem", "mixed", "login",
              "health"]
+
+# The ceiling: pgbench runs, for each scenario, the statements its request issues, with the
+# very texts the binary prepares (printed by `examples/statements.rs` from
+# `store::all_statements()`), bound to the same kinds of values, pipelined the same way
+# (`BEGIN`, the session statement, the route's statements, `COMMIT`: src/store/mod.rs) and as
+# the same role (taskapi_app, under row-level security). Which statements a route issues, and
+# in which order, is read from the code (src/store/*.rs); the check after every ceiling run
+# (pg_stat_statements, `compare_statements`) says whether the two still agree.
+#
+# pgbench cannot bind a NULL (a NULL variable is sent as the text "NULL"), so where the API
+# binds NULL the ceiling's text has the literal NULL in that parameter's place; PostgreSQL
+# normalises both to a placeholder, so the check sees the same statement.
+PARAM = re.compile(r"\$(\d+)")
+
+
+class Statements:
+    """The binary's statement texts, found by fragments that must single out one."""
+
+    def __init__(self, texts):
+        # Two modules may prepare the same text (it is prepared once).
+        self.texts = list(dict.fromkeys(texts))
+
+    def find(self, *fragments):
+        found = [t for t in self.texts if all(f in t for f in fragments)]
+        if len(found) != 1:
+            raise RuntimeError(f"{len(found)} statements contain {fragments!r}: the bench's "
+                               "recipes no longer match src/store (fix scenario_sql)")
+        return found[0]
+
+
+def bind(sql, values):
+    """`sql` with `$k` replaced by pgbench variable `values[k - 1]`, or NULL for None."""
+    used = {int(k) for k in PARAM.findall(sql)}
+    if used != set(range(1, len(values) + 1)):
+        raise RuntimeError(f"binding {len(values)} values to a statement using ${sorted(used)}: {sql}")
+
+    def value(match):
+        name = values[int(match.group(1)) - 1]
+        return "NULL" if name is None else f":{name}"
+    return PARAM.sub(value, sql) + ";"
+
+
+# Values the scenarios' requests send (bench/wrk/scenario.lua), as pgbench variables (-D).
+# uid, task and project come from the bench_users lookup; k (an idempotency key) from \set.
 # The label the `list_label` scenario filters by; about half of the seeded tasks carry it.
 BENCH_LABEL = "work"
-
-# The SQL each scenario's request issues, as the store sends it (src/store/*.rs), for pgbench.
-# :n picks a random seeded user; its id and one of its tasks come from bench_users. The API
-# pipelines BEGIN, the session check, the statements and COMMIT in one round trip; pgbench
-# does the same with \startpipeline.
-COLUMNS = ("id, title, description, status::text, priority::text, due_at, completed_at, "
-           "version, created_at, updated_at, project_id, labels")
-OWNER = "(SELECT id FROM bench_users WHERE n = :n)"
-TASK = "(SELECT task FROM bench_users WHERE n = :n)"
-PROJECT = "(SELECT project FROM bench_users WHERE n = :n)"
-SESSION = (f"SELECT set_config('taskapi.user_id', u.id::text, true) FROM users u "
-           f"WHERE u.id = {OWNER} AND u.token_version = 1 AND NOT EXISTS "
-           f"(SELECT 1 FROM revoked_tokens r WHERE r.jti = '00000000-0000-0000-0000-000000000000');")
-
-
-# Unfiltered, by one project and by one label, in creation order, the list has a statement of
-# its own (src/store/tasks.rs: LIST_OWNER_NEWEST, LIST_PROJECT_NEWEST, LIST_LABEL_NEWEST).
-FILTERS = f"owner_id = {OWNER}"
-PROJECT_FILTERS = f"owner_id = {OWNER} AND project_id = {PROJECT}"
-LABEL_FILTERS = f"owner_id = {OWNER} AND labels @> ARRAY['{BENCH_LABEL}'::text]"
-# A page of 20 fetches 21 rows: the 21st tells whether a next page (`next_cursor`) follows.
-LIST_ORDER = "ORDER BY created_at DESC, id DESC LIMIT 21 OFFSET 0"
-
-
-def pipelined(*statements):
-    body = "\n".join(["BEGIN;", SESSION, *statements, "COMMIT;"])
-    return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
-
-
-# A writing transaction's session statement also takes the account's change counter
-# (src/store/users.rs OPEN_WRITING_SESSION; migration V5). A binary from before it reads.
-WRITING_SESSION = (f"UPDATE users u SET change_seq = u.change_seq + 1 WHERE u.id = {OWNER} "
-                   f"AND u.token_version = 1 AND NOT EXISTS "
-                   f"(SELECT 1 FROM revoked_tokens r WHERE r.jti = '00000000-0000-0000-0000-000000000000') "
-                   f"RETURNING set_config('taskapi.user_id', u.id::text, true), "
-                   f"set_config('taskapi.change_seq', u.id::text || '/' || u.change_seq, true);")
-# The change feed after the cursor taken when the user's project was created (its first
-# change: counter value 1), as src/store/changes.rs writes it; limit + 1 rows.
-FEED = ("SELECT c.kind, c.deleted, c.id, c.seq, t.id, t.title, t.description, t.status::text, "
-        "t.priority::text, t.due_at, t.completed_at, t.version, t.created_at, t.updated_at, "
-        "t.project_id, t.labels, p.id, p.name, p.version, p.created_at, p.updated_at "
-        "FROM changes c LEFT JOIN tasks t ON c.kind = 'task' AND NOT c.deleted "
-        "AND t.owner_id = c.owner_id AND t.id = c.id AND t.change_seq = c.seq "
-        "LEFT JOIN projects p ON c.kind = 'project' AND NOT c.deleted "
-        "AND p.owner_id = c.owner_id AND p.id = c.id AND p.change_seq = c.seq "
-        f"WHERE c.owner_id = {OWNER} AND (c.seq, c.kind, c.id) > (1, 'project', {PROJECT}) "
-        "AND CASE WHEN c.deleted THEN NOT false ELSE t.id IS NOT NULL OR p.id IS NOT NULL END "
-        "ORDER BY c.seq, c.kind, c.id LIMIT 101;")
-# A keyed create (src/store/idempotency.rs): the claim, the conditional create, the look-up
-# of an earlier response; a fresh random key each time.
-CLAIM_ID = "'00000000-0000-4000-8000-000000000001'::uuid"
-KEY = "'bench-' || :k"
-CREATE_IDEM = [
-    "INSERT INTO idempotency_keys AS k (owner_id, route, key, request_digest, claim) "
-    f"VALUES ({OWNER}, 'tasks', {KEY}, decode(repeat('ab', 32), 'hex'), {CLAIM_ID}) "
-    "ON CONFLICT (owner_id, route, key) DO UPDATE SET request_digest = excluded.request_digest, "
-    "claim = excluded.claim, response = NULL, claimed_at = now() "
-    "WHERE k.claimed_at < now() - interval '24 hours';",
-    "WITH created AS (INSERT INTO tasks (owner_id, title, description, status, priority, due_at, "
-    "completed_at, project_id, labels) "
-    f"SELECT {OWNER}, 'Benchmark task', 'created under load', 'todo'::text::task_status, "
-    "'high'::text::task_priority, '2027-01-15T09:00:00Z'::timestamptz, NULL, NULL::uuid, '{}'::text[] "
-    f"WHERE EXISTS (SELECT 1 FROM idempotency_keys WHERE owner_id = {OWNER} AND route = 'tasks' "
-    f"AND key = {KEY} AND claim = {CLAIM_ID}) RETURNING *), "
-    "remembered AS (UPDATE idempotency_keys k SET response = to_jsonb(created) FROM created "
-    f"WHERE k.owner_id = {OWNER} AND k.route = 'tasks' AND k.key = {KEY} AND k.claim = {CLAIM_ID}) "
-    f"SELECT {COLUMNS} FROM created;",
-    f"SELECT k.request_digest, {COLUMNS} FROM idempotency_keys k, "
-    "jsonb_populate_record(NULL::tasks, k.response) r "
-    f"WHERE k.owner_id = {OWNER} AND k.route = 'tasks' AND k.key = {KEY} AND k.claim <> {CLAIM_ID} "
-    "AND k.response IS NOT NULL AND k.claimed_at >= now() - interval '24 hours';",
-]
-
-
-def writing(counter, *statements):
-    if not counter:
-        return pipelined(*statements)
-    body = "\n".join(["BEGIN;", WRITING_SESSION, *statements, "COMMIT;"])
-    return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
-
-
-def pgbench_scripts(counter):
-    """The pgbench script of every scenario; `counter`: the schema has the change counter."""
-    return {
-        # Unfiltered, and filtered by one project or one label alone, `total` is a trigger-kept
-        # count (src/store/tasks.rs), not a count over the tasks.
-        "list": pipelined(
-            f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} {LIST_ORDER};",
-            f"SELECT task_count::int8 FROM users WHERE id = {OWNER};"),
-        "list_project": pipelined(
-            f"SELECT {COLUMNS} FROM tasks WHERE {PROJECT_FILTERS} {LIST_ORDER};",
-            f"SELECT coalesce((SELECT task_count::int8 FROM projects WHERE owner_id = {OWNER} "
-            f"AND id = {PROJECT}), 0);"),
-        "list_label": pipelined(
-            f"SELECT {COLUMNS} FROM tasks WHERE {LABEL_FILTERS} {LIST_ORDER};",
-            f"SELECT coalesce((SELECT task_count::int8 FROM label_counts WHERE owner_id = {OWNER} "
-            f"AND label = '{BENCH_LABEL}'), 0);"),
-        "get": pipelined(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
-        "create": writing(
-            counter,
-            "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, completed_at, "
-            "project_id, labels) "
-            f"VALUES ({OWNER}, 'Benchmark task', 'created under load', 'todo', 'high', "
-            "'2027-01-15T09:00:00Z', NULL, NULL, '{}') RETURNING " + COLUMNS + ";"),
-        "patch": writing(
-            counter,
-            "UPDATE tasks SET title = COALESCE(NULL::text, title), "
-            "description = CASE WHEN false THEN NULL::text ELSE description END, "
-            "status = COALESCE(NULL::text::task_status, status), "
-            "priority = COALESCE('low'::text::task_priority, priority), "
-            "due_at = CASE WHEN false THEN NULL::timestamptz ELSE due_at END, "
-            "project_id = CASE WHEN false THEN NULL::uuid ELSE project_id END, "
-            "labels = COALESCE(NULL::text[], labels), "
-            "completed_at = CASE WHEN COALESCE(NULL::text::task_status, status) = 'done' "
-            "THEN COALESCE(completed_at, now()) END, version = version + 1, updated_at = now() "
-            # No If-Match in the scenario, so no existence check follows the UPDATE (src/store/tasks.rs).
-            f"WHERE id = {TASK} AND owner_id = {OWNER} AND (NULL::int4[] IS NULL) RETURNING " + COLUMNS + ";"),
-        "changes": pipelined(FEED),
-        "create_idem": "\\set k random(1, 2000000000)\n" + writing(counter, *CREATE_IDEM),
-        "health": "SELECT 1;\n",
-    }
-
-
-PGBENCH_SCRIPTS = pgbench_scripts(True)
-MIXED_WEIGHTS = {"list": 40, "get": 40, "create": 10, "patch": 10}
-
-# The same reads as before row-level security: the account check pipelined with the
-# statements, no transaction, run as a role that bypasses RLS (the superuser). Measures
-# what the second wall costs the database (docs/SECURITY.md).
-EXISTS_CHECK = f"SELECT EXISTS (SELECT 1 FROM users WHERE id = {OWNER});"
-
-
-def plain(*statements):
-    body = "\n".join([EXISTS_CHECK, *statements])
-    return f"\\set n random(1, :users)\n\\startpipeline\n{body}\n\\endpipeline\n"
-
-
-WITHOUT_RLS = {
-    "list": plain(
-        f"SELECT {COLUMNS} FROM tasks WHERE {FILTERS} {LIST_ORDER};",
-        f"SELECT task_count::int8 FROM users WHERE id = {OWNER};"),
-    "get": plain(f"SELECT {COLUMNS} FROM tasks WHERE id = {TASK} AND owner_id = {OWNER};"),
+PRIORITIES = ("low", "medium", "high", "urgent")
+CONSTANTS = {
+    "tv": "1",                                      # token version
+    "jti": "00000000-0000-0000-0000-000000000000",  # token id (none is revoked)
+    "fetch": "21", "offset": "0",                   # limit=20: one row more, for next_cursor
+    "label": BENCH_LABEL,
+    "title": "Benchmark task", "description": "created under load", "status": "todo",
+    "priority": "high", "due": "2027-01-15T09:00:00Z", "labels": "{}",
+    "route": "tasks", "digest": "\\x" + "ab" * 32,
+    "claim": "00000000-0000-4000-8000-000000000001",
+    "no": "false",
+    # The change feed after the cursor taken when the user's project was created (its first
+    # change: counter value 1); limit=100, so 101 rows.
+    "seq": "1", "kind": "project", "feed_limit": "101",
+    **{f"p_{p}": p for p in PRIORITIES},
 }
+# A client keeps its user for about this many transactions (a lookup costs a statement and a
+# round trip of its own; docs/PERFORMANCE.md measures it with --lookup-rounds).
+REFRESH = 50
+LOOKUP = ("\\set r random(1, :refresh)\n"
+          "\\if :fresh = 1 or :r = 1\n"
+          "\\set n random(1, :users)\n"
+          "SELECT id AS uid, task, project FROM bench_users WHERE n = :n \\gset\n"
+          "\\set fresh 0\n"
+          "\\endif\n")
+TX_OPEN, TX_CLOSE = "BEGIN;", "COMMIT;"  # sent as simple queries by the API (src/db/mod.rs)
+
+
+def scenario_sql(s):
+    """Per pgbench script: (the session statement, the route's statements, a prelude)."""
+    caller = ["uid", "tv", "jti"]
+    session = (s.find("SELECT set_config('taskapi.user_id', u.id::text, true) FROM users u"), caller)
+    writing = (s.find("UPDATE users u SET change_seq = u.change_seq + 1"), caller)
+    # INSERT's $1..$8: owner, title, description, status, priority, due_at, project, labels.
+    new_task = ["uid", "title", "description", "status", "priority", "due", None, "labels"]
+    newest = "ORDER BY created_at DESC, id DESC LIMIT $"
+    scripts = {
+        # GET /tasks?limit=20: the owner's newest, and the trigger-kept total (src/store/tasks.rs).
+        "list": (session, [
+            (s.find("FROM tasks WHERE owner_id = $1 " + newest + "2 OFFSET $3"), ["uid", "fetch", "offset"]),
+            (s.find("SELECT task_count::int8 FROM users WHERE id = $1"), ["uid"])], ""),
+        "list_project": (session, [
+            (s.find("FROM tasks WHERE owner_id = $1 AND project_id = $2 " + newest + "3 OFFSET $4"),
+             ["uid", "project", "fetch", "offset"]),
+            (s.find("SELECT task_count::int8 FROM projects"), ["uid", "project"])], ""),
+        "list_label": (session, [
+            (s.find("FROM tasks WHERE owner_id = $1 AND labels @> ARRAY[$2::text] " + newest + "3 OFFSET $4"),
+             ["uid", "label", "fetch", "offset"]),
+            (s.find("FROM label_counts WHERE owner_id = $1 AND label = $2"), ["uid", "label"])], ""),
+        "get": (session, [(s.find("SELECT id, title", "FROM tasks WHERE id = $1 AND owner_id = $2"),
+                           ["task", "uid"])], ""),
+        "create": (writing, [(s.find("INSERT INTO tasks (owner_id", "VALUES ($1"), new_task)], ""),
+        "changes": (session, [(s.find("SELECT c.kind, c.deleted", "FROM changes c"),
+                               ["uid", "seq", "kind", "project", "no", "feed_limit"])], ""),
+        # A fresh key each time: the claim, the conditional create, the earlier response
+        # (src/store/idempotency.rs).
+        "create_idem": (writing, [
+            (s.find("INSERT INTO idempotency_keys"), ["uid", "route", "k", "digest", "claim"]),
+            (s.find("WITH created AS", "INSERT INTO tasks"), new_task + ["k", "claim"]),
+            (s.find("jsonb_populate_record(NULL::tasks"), ["uid", "k", "claim"])],
+            "\\set k random(1, 2000000000)\n"),
+    }
+    # PATCH {"priority": …} without If-Match: versions, and every field but priority, NULL
+    # (no existence check follows: src/store/tasks.rs `update`). One script per priority, as
+    # the requests pick one at random.
+    update = s.find("UPDATE tasks SET title = COALESCE($4::text, title)")
+    for p in PRIORITIES:
+        scripts[f"patch_{p}"] = (writing, [(update, ["task", "uid", None, None, "no", None, None,
+                                                     f"p_{p}", "no", None, "no", None, None])], "")
+    return scripts
+
+
+def pgbench_scripts(s):
+    scripts = {}
+    for name, (opening, statements, prelude) in scenario_sql(s).items():
+        body = [TX_OPEN, bind(*opening), *(bind(*st) for st in statements), TX_CLOSE]
+        scripts[name] = LOOKUP + prelude + "\\startpipeline\n" + "\n".join(body) + "\n\\endpipeline\n"
+    # GET /health: `SELECT 1` as a simple query on a pooled connection (src/store/health.rs).
+    scripts["health"] = "SELECT 1;\n"
+    return scripts
+
+
+# Each scenario's scripts and their weights; mixed as bench/wrk/scenario.lua draws it.
+PATCH = {f"patch_{p}": 1 for p in PRIORITIES}
+SCENARIO_SCRIPTS = {
+    **{name: {name: 1} for name in ("list", "list_project", "list_label", "get", "create",
+                                   "changes", "create_idem", "health")},
+    "patch": PATCH,
+    "mixed": {"list": 16, "get": 16, "create": 4, **PATCH},
+}
+
+
+def without_rls_scripts(s):
+    """The reads as before row-level security: the account check pipelined with the
+    statements, no transaction, run as a role that bypasses RLS (the superuser). Measures
+    what the second wall costs the database (docs/SECURITY.md)."""
+    exists = bind(s.find("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)"), ["uid"])
+    scripts = {}
+    for name in ("list", "get"):
+        _, statements, _ = scenario_sql(s)[name]
+        body = [exists, *(bind(*st) for st in statements)]
+        scripts[name] = LOOKUP + "\\startpipeline\n" + "\n".join(body) + "\n\\endpipeline\n"
+    return scripts
+
+
+def load_statements():
+    out = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "statements"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return Statements([json.loads(line) for line in out.splitlines() if line.strip()])
 
 
 def log(message):
@@ -256,20 +269,23 @@ def peak_rss_kib(pid):
     return 0
 
 
-def run_wrk(port, scenario, connections, duration, data_file, delay_ms=0):
+def run_wrk(port, scenario, connections, duration, data_file, delay_ms=0, cpu=None):
     env = dict(os.environ, BENCH_SCENARIO=scenario, BENCH_DATA=str(data_file), BENCH_DELAY_MS=str(delay_ms))
     threads = min(2, connections)
+    if cpu:
+        cpu.start()
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
          "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"],
         env=env, capture_output=True, text=True, check=True).stdout
+    used = cpu.stop() if cpu else None
     match = re.search(r"BENCH_JSON (\{.*\})", out)
     if not match:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     r = json.loads(match.group(1))
     seconds = r["duration_us"] / 1e6
     ok = r["requests"] - r["non_2xx"]
-    return {
+    result = {
             "connections": connections,
             "requests": r["requests"],
             "rps": ok / seconds,
@@ -277,25 +293,201 @@ def run_wrk(port, scenario, connections, duration, data_file, delay_ms=0):
             "p50_ms": r["p50_us"] / 1000,
             "p99_ms": r["p99_us"] / 1000,
     }
+    if used:
+        # CPU per request of the server process (all its threads) and of PostgreSQL.
+        result["api_cpu_us"] = used[0] * 1e6 / max(r["requests"], 1)
+        result["pg_cpu_us"] = used[1] * 1e6 / max(r["requests"], 1)
+    return result
 
 
-def run_pgbench(pg, scenario, connections, duration, users, workdir, sources=None, role="taskapi_app"):
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid):
+    """(parent pid, CPU seconds) of a process: utime + stime, and cutime + cstime, the time of
+    its children that have ended and been waited for (a PostgreSQL backend that exits is
+    counted in its postmaster's)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[1]), sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
+
+
+def children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if proc_stat(entry)[0] == pid:
+                    found.append(int(entry))
+            except (OSError, ValueError):
+                pass  # gone meanwhile
+    return found
+
+
+def find_postmaster(server_pid):
+    """The private cluster's postmaster: taskapi starts it under a `sh` watchdog."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        for watchdog in children(server_pid):
+            for pid in children(watchdog):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
+                    return pid
+        time.sleep(0.1)
+    raise RuntimeError("the private PostgreSQL's postmaster was not found")
+
+
+def pg_cpu_seconds(postmaster):
+    """CPU time of the whole cluster so far: the postmaster, its live children (backends and
+    background processes) and, through the postmaster's cutime/cstime, those that ended."""
+    total = proc_stat(postmaster)[1]
+    for pid in children(postmaster):
+        try:
+            total += proc_stat(pid)[1]
+        except OSError:
+            pass
+    return total
+
+
+class CpuMeter:
+    """CPU seconds of the API process and of PostgreSQL between `start` and `stop`."""
+
+    def __init__(self, server_pid, postmaster):
+        self.server_pid, self.postmaster = server_pid, postmaster
+
+    def start(self):
+        self.api, self.pg = proc_stat(self.server_pid)[1], pg_cpu_seconds(self.postmaster)
+        self.backends = len(children(self.postmaster))
+
+    def stop(self, backends_exit=False):
+        # pgbench's backends exit when it does: wait until the postmaster has reaped them,
+        # so that their time is in its cutime/cstime.
+        deadline = time.time() + 3
+        while backends_exit and len(children(self.postmaster)) > self.backends and time.time() < deadline:
+            time.sleep(0.05)
+        return proc_stat(self.server_pid)[1] - self.api, pg_cpu_seconds(self.postmaster) - self.pg
+
+
+def run_pgbench(pg, scripts, weights, connections, duration, users, workdir, role="taskapi_app",
+                defines=None, cpu=None):
+    """One pgbench run of `scripts` by `weights` (name → weight): tps, transactions and (with
+    a CpuMeter) PostgreSQL's CPU per transaction."""
     files = []
-    scripts = MIXED_WEIGHTS if scenario == "mixed" else {scenario: 1}
-    sources = sources or PGBENCH_SCRIPTS
-    for name, weight in scripts.items():
+    for name, weight in weights.items():
         path = workdir / f"{name}-{role}.sql"
-        path.write_text(sources[name])
+        path.write_text(scripts[name])
         files += ["-f", f"{path}@{weight}"]
-    out = subprocess.run(
-        [pg["pgbench"], "-n", "-M", "prepared", "-c", str(connections), "-j", str(min(2, connections)),
-         "-T", str(duration), "-D", f"users={users}", "-h", pg["socket"], "-p", "5432",
-         "-U", role, *files, "taskapi"],
-        capture_output=True, text=True)
+    variables = {**CONSTANTS, "users": str(users), "refresh": str(REFRESH), "fresh": "1", **(defines or {})}
+    # Health is one simple query, as the API sends it; the rest are pipelines of prepared
+    # statements, as the API's are (pgbench pipelines only with the extended protocol).
+    mode = "simple" if "health" in weights else "prepared"
+    command = [pg["pgbench"], "-n", "-M", mode, "-c", str(connections), "-j", str(min(2, connections)),
+               "-T", str(duration), "-h", pg["socket"], "-p", "5432", "-U", role,
+               *(arg for k, v in variables.items() for arg in ("-D", f"{k}={v}")), *files, "taskapi"]
+    if cpu:
+        cpu.start()
+    out = subprocess.run(command, capture_output=True, text=True)
+    used = cpu.stop(backends_exit=True) if cpu else None
     if out.returncode != 0:
         raise RuntimeError(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
-    match = re.search(r"tps = ([0-9.]+)", out.stdout)
-    return float(match.group(1))
+    transactions = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
+    result = {"tps": float(re.search(r"tps = ([0-9.]+)", out.stdout).group(1)), "transactions": transactions}
+    if used:
+        result["pg_cpu_us"] = used[1] * 1e6 / max(transactions, 1)
+    return result
+
+
+# What each side sent, from pg_stat_statements (loaded in the private cluster for the run).
+STATEMENT_STATS = ("SELECT coalesce(json_agg(json_build_object('query', s.query, 'calls', s.calls, "
+                   "'rows', s.rows)), '[]') FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
+                   "WHERE r.rolname = 'taskapi_app' AND s.dbid = (SELECT oid FROM pg_database "
+                   "WHERE datname = 'taskapi')")
+# Under pgbench's prepared statements pg_stat_statements counts a utility statement once per
+# connection, not per execution: the ceiling's BEGIN and COMMIT are in every script by
+# construction (TX_OPEN, TX_CLOSE), so only the API's count is compared for them.
+UTILITY = {"BEGIN", "COMMIT"}
+
+
+def statement_stats(pg, reset=False):
+    if reset:
+        psql(pg, "SELECT pg_stat_statements_reset()")
+        return None
+    out = subprocess.run([pg["psql"], "-qAt", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi",
+                          "-c", STATEMENT_STATS], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def track_statements(pg, on):
+    """pg_stat_statements costs a read 2-4 % of its throughput: it tracks only during the
+    check runs. A pooled backend takes the new setting after its next message."""
+    psql(pg, f"ALTER SYSTEM SET pg_stat_statements.track = '{'top' if on else 'none'}'")
+    psql(pg, "SELECT pg_reload_conf()")
+    time.sleep(0.2)
+
+
+CHECK_SECONDS = 2
+
+
+def check_statements(pg, port, scripts, scenario, connections, data_file, users, workdir):
+    """A short run of the API and one of the ceiling with pg_stat_statements tracking: the
+    statements each issued (their text with constants and parameters left out, calls per
+    request or transaction, rows per call), and the differences."""
+    track_statements(pg, True)
+    try:
+        statement_stats(pg, reset=True)
+        api_run = run_wrk(port, scenario, connections, CHECK_SECONDS, data_file)
+        api = per_request(statement_stats(pg), api_run["requests"])
+        statement_stats(pg, reset=True)
+        ceiling_run = run_pgbench(pg, scripts, SCENARIO_SCRIPTS[scenario], connections, CHECK_SECONDS,
+                                  users, workdir)
+        ceiling = per_request(statement_stats(pg), ceiling_run["transactions"])
+    finally:
+        track_statements(pg, False)
+    differences = compare_statements(api, ceiling)
+    return {"same": not differences, "differences": differences, "api": api, "ceiling": ceiling}
+
+
+# What pg_stat_statements turns into placeholders: a statement's entry made when it was
+# parsed has its constants replaced (`$4`), one made when a statement prepared before the
+# last reset runs (the API's) keeps them. Both are reduced to `$`.
+CONSTANT = re.compile(r"\$\d+|'(?:[^']|'')*'|\b\d+\b|\b(?:true|false|null)\b", re.IGNORECASE)
+
+
+def statement_shape(query):
+    return re.sub(r"\s+", " ", CONSTANT.sub("$", query)).strip().rstrip(";")
+
+
+def per_request(stats, requests):
+    """Statement (its shape: constants and parameters alike `$`) → calls per request and rows
+    per call; statements run less than once per 50 requests (background jobs, opening
+    connections, the ceiling's user lookup) are left out."""
+    shapes = {}
+    for s in stats:
+        text = statement_shape(s["query"])
+        if "bench_users" in text or s["calls"] < 0.02 * requests:
+            continue
+        calls, rows = shapes.get(text, (0, 0))
+        shapes[text] = (calls + s["calls"], rows + s["rows"])
+    return {t: {"calls": c / requests, "rows": r / max(c, 1)} for t, (c, r) in shapes.items()}
+
+
+def compare_statements(api, ceiling):
+    """Differences between what a request sent and what a ceiling transaction did."""
+    differences = []
+    for text in sorted(set(api) | set(ceiling)):
+        a, c = api.get(text), ceiling.get(text)
+        if text in UTILITY and a:
+            if abs(a["calls"] - 1) > 0.05:
+                differences.append(f"{text}: {a['calls']:.2f} per request (expected 1)")
+            continue
+        if not a or not c:
+            side = "the API" if a else "the ceiling"
+            differences.append(f"only {side} runs: {text[:120]}")
+            continue
+        if abs(a["calls"] - c["calls"]) > 0.02 + 0.05 * a["calls"]:
+            differences.append(f"{a['calls']:.2f} calls per request vs {c['calls']:.2f} per transaction: {text[:80]}")
+        if abs(a["rows"] - c["rows"]) > max(0.5, 0.1 * a["rows"]):
+            differences.append(f"{a['rows']:.1f} rows per call vs {c['rows']:.1f}: {text[:80]}")
+    return differences
 
 
 def login_storm(port, pid, duration, data_file):
@@ -370,14 +562,36 @@ def run_scale(port, pg, args, workdir, data_file):
     return rows
 
 
-def argon2_ms():
+def login_ceiling():
+    """Password verifications per second through taskapi's own hashing path (see
+    examples/argon2_time.rs): a login's ceiling, since each login verifies one hash."""
     out = subprocess.run(["cargo", "run", "--quiet", "--release", "--example", "argon2_time"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return float(out.strip())
+    return json.loads(out)
+
+
+def lookup_cost(pg, scripts, args, workdir, literal):
+    """What picking the user costs the ceiling: pgbench rounds of get and list with the lookup
+    in every transaction, every ~REFRESH-th (the ceiling's way) and never (one user's ids as
+    literal variables), alternating."""
+    modes = {"every transaction": {"refresh": "1"},
+             f"about one in {REFRESH} (the ceiling)": {},
+             "never (literal ids, one user)": {"fresh": "0", "refresh": "1000000000", **literal}}
+    cost = {}
+    for scenario in ("get", "list"):
+        tps = {mode: [] for mode in modes}
+        for _ in range(args.lookup_rounds):
+            for mode, defines in modes.items():
+                tps[mode].append(run_pgbench(pg, scripts, SCENARIO_SCRIPTS[scenario], args.pool_size,
+                                             args.duration, args.users, workdir, defines=defines)["tps"])
+        medians = {mode: sorted(v)[len(v) // 2] for mode, v in tps.items()}
+        cost[scenario] = {"median_tps": medians, "tps": tps}
+        log(f"lookup cost {scenario}: " + ", ".join(f"{m}: {t:.0f} tps" for m, t in medians.items()))
+    return cost
 
 
 def svg_chart(results, path):
-    width, bar, gap, height, top = 760, 28, 34, 320, 40
+    width, bar, gap, top = 760, 28, 50, 40
     rows = [r for r in results if r.get("ceiling_rps")]
     peak = max(max(r["rps"], r["ceiling_rps"]) for r in rows) or 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + len(rows) * (2 * bar + gap) + 40}" '
@@ -391,9 +605,80 @@ def svg_chart(results, path):
         parts.append(f'<text x="{95 + r["rps"] * scale:.1f}" y="{y + bar - 10}">{r["rps"]:.0f} API ({r["ratio"]:.2f}×)</text>')
         parts.append(f'<rect x="90" y="{y + bar}" width="{r["ceiling_rps"] * scale:.1f}" height="{bar - 4}" fill="#a0aec0"/>')
         parts.append(f'<text x="{95 + r["ceiling_rps"] * scale:.1f}" y="{y + 2 * bar - 10}">{r["ceiling_rps"]:.0f} ceiling</text>')
+        if "api_cpu_us" in r:
+            ceiling = f'; ceiling: PostgreSQL {r["ceiling_pg_cpu_us"]:.0f} µs/tx' if "ceiling_pg_cpu_us" in r else ""
+            parts.append(f'<text x="90" y="{y + 2 * bar + 12}" font-size="11" fill="#4a5568">CPU per request: '
+                         f'API {r["api_cpu_us"]:.0f} µs, PostgreSQL {r["pg_cpu_us"]:.0f} µs{ceiling}</text>')
         y += 2 * bar + gap
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n")
+
+
+def start_server(binary, env, port):
+    server = subprocess.Popen([binary], env=env)
+    deadline = time.time() + 90
+    while True:
+        try:
+            if Client(port).call("GET", "/health")[0] == 200:
+                return server
+        except OSError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            stop_server(server)
+            raise RuntimeError("the server did not become healthy")
+        time.sleep(0.2)
+
+
+def stop_server(server):
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def print_report(results, rls_cost, storm, scale, login, lookup):
+    print()
+    print(f"{'scenario':12} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'RSS MiB':>7} "
+          f"{'ceiling':>8} {'ratio':>5} {'µs/req API':>10} {'µs/req PG':>9} {'µs/tx PG-ceil':>13} {'SQL':>4}")
+    for r in results:
+        ceiling_cpu = f"{r['ceiling_pg_cpu_us']:>13.0f}" if "ceiling_pg_cpu_us" in r else f"{'-':>13}"
+        same = r.get("statements", {}).get("same")
+        sql = "-" if same is None else ("same" if same else "DIFF")
+        print(f"{r['scenario']:12} {r['connections']:>5} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
+              f"{r['errors']:>6} {r['peak_rss_mib']:>7.1f} {r['ceiling_rps']:>8.0f} {r['ratio']:>5.2f} "
+              f"{r['api_cpu_us']:>10.0f} {r['pg_cpu_us']:>9.0f} {ceiling_cpu} {sql:>4}")
+    print("CPU: µs per request of the server process and of the PostgreSQL cluster during the best run; "
+          "µs per transaction of the cluster under pgbench.")
+    checked = [r for r in results if r.get("statements", {}).get("same") is not None]
+    if checked:
+        print(f"SQL: the ceiling's statements (pg_stat_statements: text, calls per transaction, rows per call) "
+              f"against the API's per request, {sum(r['statements']['same'] for r in checked)} of {len(checked)} the same.")
+    for r in checked:
+        for difference in r["statements"]["differences"]:
+            print(f"  {r['scenario']}: {difference}")
+    for r in results:
+        if "half_load" in r:
+            h = r["half_load"]
+            print(f"{r['scenario']} at ~half load: {h['rps']:.0f} req/s, p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms")
+    for scenario, cost in rls_cost.items():
+        print(f"row-level security on {scenario}: {100 * (1 - cost['median_ratio']):.1f}% fewer transactions/s "
+              f"(median of {len(cost['ratios'])} alternating pgbench rounds)")
+    for scenario, cost in lookup.items():
+        tps = cost["median_tps"]
+        literal = list(tps.values())[-1]
+        print(f"user lookup on the {scenario} ceiling: " + ", ".join(
+            f"{mode} {t:.0f} tps ({100 * (t / literal - 1):+.1f}%)" for mode, t in tps.items()))
+    if storm:
+        print(f"login storm (64 connections): list p99 {storm['storm']['p99_ms']:.2f} ms vs "
+              f"{storm['quiet']['p99_ms']:.2f} ms quiet ({storm['p99_factor']:.1f}×), "
+              f"peak RSS {storm['peak_rss_mib']:.1f} MiB")
+    for row in scale:
+        print(f"growth: {row['what']:<34} {row['rps']:>8.0f} req/s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
+    if login:
+        print(f"Argon2id: {login['verifies_per_s']:.0f} verifications/s on {login['threads']} hashing threads "
+              f"({login['ms_one_alone']:.1f} ms for one alone); RSS includes {login['threads']} × 19 MiB of working memory")
 
 
 def main():
@@ -407,13 +692,24 @@ def main():
                         help="the server's DATABASE_POOL_SIZE; pgbench uses min(connections, this)")
     parser.add_argument("--rls-rounds", type=int, default=3,
                         help="alternating pgbench rounds measuring the cost of row-level security (0: skip)")
+    parser.add_argument("--lookup-rounds", type=int, default=0,
+                        help="alternating pgbench rounds measuring what picking the user costs the ceiling (0: skip)")
+    parser.add_argument("--no-statement-check", action="store_true",
+                        help="skip comparing each ceiling's SQL with the API's (pg_stat_statements, short runs)")
     parser.add_argument("--no-scale", action="store_true",
                         help="skip the growth runs (list at 10/1,000/10,000 tasks per user; get at 100k/1M rows)")
-    parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "taskapi"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    parser.add_argument("--binary", default=str(target / "release" / "taskapi"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     scenarios = args.scenarios.split(",")
+    check = not args.no_statement_check
+
+    # The binary's own statement texts, before anything starts: a recipe that no longer
+    # matches them stops the bench here.
+    statements = load_statements()
+    scripts, without_rls = pgbench_scripts(statements), without_rls_scripts(statements)
 
     workdir = Path(tempfile.mkdtemp(prefix="taskapi-bench-"))
     os.chmod(workdir, 0o755)
@@ -423,18 +719,19 @@ def main():
                RUST_LOG="warn", REGISTRATIONS_PER_ADDRESS="100000000",
                LOGIN_FAILURES_PER_ADDRESS="100000000", DATABASE_POOL_SIZE=str(args.pool_size))
     env.pop("DATABASE_URL", None)
-    server = subprocess.Popen([args.binary], env=env)
+    pg = {"pgbench": shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench",
+          "psql": shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql",
+          "socket": str(data_dir / "run")}
+    server = start_server(args.binary, env, port)
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if Client(port).call("GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise RuntimeError("the server did not become healthy")
-            time.sleep(0.2)
+        if check:
+            # pg_stat_statements must be loaded at server start: once the cluster exists,
+            # restart taskapi (and so its PostgreSQL) with it.
+            psql(pg, "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            stop_server(server)
+            server = start_server(args.binary, env, port)
+            psql(pg, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            track_statements(pg, False)
 
         log(f"seeding {args.users} users × {args.tasks_per_user} tasks through the API …")
         started = time.time()
@@ -446,9 +743,6 @@ def main():
         data_file.write_text("".join(f"{t}\t{task}\t{email}\t{PASSWORD}\t{project}\t{cursor}\n"
                                      for t, task, email, project, cursor in seeded))
 
-        pg = {"pgbench": shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench",
-              "psql": shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql",
-              "socket": str(data_dir / "run")}
         rows = ",".join(f"({i + 1}, '{task}', '{project}')" for i, (_, task, _, project, _) in enumerate(seeded))
         emails = ",".join(f"({i + 1}, '{email}')" for i, (_, _, email, _, _) in enumerate(seeded))
         setup = (f"CREATE TABLE bench_users (n int PRIMARY KEY, id uuid, task uuid, project uuid);"
@@ -458,36 +752,45 @@ def main():
                  f"GRANT SELECT ON bench_users TO taskapi_app; ANALYZE;")
         subprocess.run([pg["psql"], "-q", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi", "-c", setup],
                        check=True, capture_output=True)
+        first = subprocess.run([pg["psql"], "-qAt", "-F", " ", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi",
+                                "-c", "SELECT id, task, project FROM bench_users WHERE n = 1"],
+                               check=True, capture_output=True, text=True).stdout.split()
+        literal = dict(zip(("uid", "task", "project"), first))
 
-        # The SQL of the binary under test: one from before the change counter lacks it.
-        counter = subprocess.run(
-            [pg["psql"], "-qAt", "-h", pg["socket"], "-U", "postgres", "-d", "taskapi", "-c",
-             "SELECT count(*) FROM pg_proc WHERE proname = 'take_change_seq'"],
-            check=True, capture_output=True, text=True).stdout.strip() != "0"
-        global PGBENCH_SCRIPTS
-        PGBENCH_SCRIPTS = pgbench_scripts(counter)
-
+        cpu = CpuMeter(server.pid, find_postmaster(server.pid))
         cores = os.cpu_count() or 1
-        hash_ms = argon2_ms() if "login" in scenarios else None
+        login = login_ceiling() if "login" in scenarios else None
         results = []
         for scenario in scenarios:
             runs = []
             for c in connections:
                 peak_rss_reset(server.pid)
-                run = run_wrk(port, scenario, c, args.duration, data_file)
+                run = run_wrk(port, scenario, c, args.duration, data_file, cpu=cpu)
                 run["peak_rss_mib"] = peak_rss_kib(server.pid) / 1024
                 runs.append(run)
-                log(f"{scenario:7} c={c:<3} {run['rps']:9.0f} req/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  errors {run['errors']}")
+                log(f"{scenario:7} c={c:<3} {run['rps']:9.0f} req/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms  "
+                    f"errors {run['errors']}  CPU/req: API {run['api_cpu_us']:.0f} µs, PG {run['pg_cpu_us']:.0f} µs")
             best = max(runs, key=lambda r: r["rps"])
             result = {"scenario": scenario, **best, "runs": runs}
             if scenario == "login":
-                result["ceiling_rps"] = cores * 1000 / hash_ms
-                result["ceiling"] = f"{cores} cores / {hash_ms:.1f} ms per Argon2id hash"
+                result["ceiling_rps"] = login["verifies_per_s"]
+                result["ceiling"] = (f"{login['threads']} hashing threads of taskapi's PasswordHasher, "
+                                     f"{login['verifies_per_s']:.0f} verifications/s")
             else:
                 # The API never holds more database connections than its pool: neither may pgbench.
                 db_connections = min(best["connections"], args.pool_size)
-                result["ceiling_rps"] = run_pgbench(pg, scenario, db_connections, args.duration, args.users, workdir)
-                result["ceiling"] = f"pgbench, same SQL, {db_connections} connections"
+                ceiling = run_pgbench(pg, scripts, SCENARIO_SCRIPTS[scenario], db_connections, args.duration,
+                                      args.users, workdir, cpu=cpu)
+                result["ceiling_rps"] = ceiling["tps"]
+                result["ceiling_pg_cpu_us"] = ceiling["pg_cpu_us"]
+                result["ceiling"] = f"pgbench, the API's statements, {db_connections} connections"
+                log(f"{scenario:7} ceiling {ceiling['tps']:.0f} tps, PG {ceiling['pg_cpu_us']:.0f} µs/tx")
+                if check:
+                    result["statements"] = check_statements(pg, port, scripts, scenario, db_connections,
+                                                            data_file, args.users, workdir)
+                    differences = result["statements"]["differences"]
+                    log(f"{scenario:7} SQL " + ("the same as the API's" if not differences
+                                                else "DIFFERS: " + "; ".join(differences)))
             result["ratio"] = result["rps"] / result["ceiling_rps"]
             if scenario in ("list", "get"):
                 # Latency at about half the best throughput: each connection waits between
@@ -508,13 +811,16 @@ def main():
         for scenario in [s for s in ("list", "get") if s in scenarios and args.rls_rounds > 0]:
             ratios = []
             for _ in range(args.rls_rounds):
-                with_rls = run_pgbench(pg, scenario, args.pool_size, args.duration, args.users, workdir)
-                without = run_pgbench(pg, scenario, args.pool_size, args.duration, args.users, workdir,
-                                      sources=WITHOUT_RLS, role="postgres")
+                with_rls = run_pgbench(pg, scripts, SCENARIO_SCRIPTS[scenario], args.pool_size, args.duration,
+                                       args.users, workdir)["tps"]
+                without = run_pgbench(pg, without_rls, {scenario: 1}, args.pool_size, args.duration, args.users,
+                                      workdir, role="postgres")["tps"]
                 ratios.append(with_rls / without)
                 log(f"RLS cost {scenario}: {with_rls:.0f} tps with, {without:.0f} without")
             ratios.sort()
             rls_cost[scenario] = {"median_ratio": ratios[len(ratios) // 2], "ratios": ratios}
+
+        lookup = lookup_cost(pg, scripts, args, workdir, literal) if args.lookup_rounds > 0 else {}
 
         storm = None
         if "login" in scenarios and "list" in scenarios:
@@ -522,33 +828,15 @@ def main():
 
         scale = [] if args.no_scale else run_scale(port, pg, args, workdir, data_file)
 
-        print()
-        print(f"{'scenario':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS MiB':>8} {'ceiling':>9} {'ratio':>6}")
-        for r in results:
-            print(f"{r['scenario']:9} {r['connections']:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                  f"{r['errors']:>7} {r['peak_rss_mib']:>8.1f} {r['ceiling_rps']:>9.0f} {r['ratio']:>6.2f}")
-        for r in results:
-            if "half_load" in r:
-                h = r["half_load"]
-                print(f"{r['scenario']} at ~half load: {h['rps']:.0f} req/s, p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms")
-        for scenario, cost in rls_cost.items():
-            print(f"row-level security on {scenario}: {100 * (1 - cost['median_ratio']):.1f}% fewer transactions/s "
-                  f"(median of {len(cost['ratios'])} alternating pgbench rounds)")
-        if storm:
-            print(f"login storm (64 connections): list p99 {storm['storm']['p99_ms']:.2f} ms vs "
-                  f"{storm['quiet']['p99_ms']:.2f} ms quiet ({storm['p99_factor']:.1f}×), "
-                  f"peak RSS {storm['peak_rss_mib']:.1f} MiB")
-        for row in scale:
-            print(f"growth: {row['what']:<34} {row['rps']:>8.0f} req/s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms")
-        if hash_ms:
-            print(f"Argon2id: {hash_ms:.1f} ms per hash on one core; RSS includes up to {cores} × 19 MiB while hashing")
+        print_report(results, rls_cost, storm, scale, login, lookup)
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit, "cores": cores,
                   "users": args.users, "tasks_per_user": args.tasks_per_user, "duration_s": args.duration,
-                  "argon2_ms": hash_ms, "pool_size": args.pool_size, "results": results, "rls_cost": rls_cost,
+                  "login_ceiling": login, "pool_size": args.pool_size, "lookup_refresh": REFRESH,
+                  "statement_check": check, "results": results, "rls_cost": rls_cost, "lookup_cost": lookup,
                   "growth": scale, "login_storm": storm}
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -556,11 +844,7 @@ def main():
         svg_chart(results, out / "latest.svg")
         log(f"results: {out / (stamp + '.json')}, chart: {out / 'latest.svg'}")
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
