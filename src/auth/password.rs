@@ -226,6 +226,12 @@ impl PasswordHasher {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Whether a hash asked for now would be refused: lets a request that needs one answer
+    /// 503 before it does any other work (a hint; the queue itself still decides).
+    pub fn is_full(&self) -> bool {
+        self.queue_depth() >= self.capacity
+    }
+
     /// Hashes that may wait before the queue counts as full.
     pub fn queue_capacity(&self) -> usize {
         self.capacity

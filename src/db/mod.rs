@@ -227,6 +227,10 @@ impl Pool {
         self.inner.status()
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
     /// Closes the pool: no more connections are handed out, idle ones are closed.
     pub fn close(&self) {
         self.inner.close();

@@ -129,6 +129,9 @@ async fn confirm_password(
     address: std::net::IpAddr,
     password: String,
 ) -> Result<(), ApiError> {
+    if state.hasher.is_full() {
+        return Err(ApiError::Busy);
+    }
     let address_attempt = count_attempt(state, state.login_limit, address).await?;
     let client = state.database().await?;
     let attempt = store::login_failures::count_confirmation(&client, &user.caller()).await?;
@@ -186,6 +189,9 @@ pub async fn register(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(errors.into());
     };
+    if state.hasher.is_full() {
+        return Err(ApiError::Busy);
+    }
     let address_attempt = count_attempt(&state, state.registration_limit, address).await?;
     let hash = state.hasher.hash(password).await.map_err(hashing_failed)?;
     address_attempt.keep();
@@ -222,6 +228,12 @@ pub async fn login(
     // Both counts first (API.md "Account security"): past either limit the answer is 429,
     // whether or not the password is right, and no hash is computed.
     let rejected = |reason| state.metrics.login_rejected(reason);
+    // A full hashing queue refuses at once, before the database is asked anything (under a
+    // login storm, most attempts end here).
+    if state.hasher.is_full() {
+        rejected(LoginRejection::HashingBusy);
+        return Err(ApiError::Busy);
+    }
     let address_attempt = count_attempt(&state, state.login_limit, address)
         .await
         .inspect_err(|error| {

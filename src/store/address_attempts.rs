@@ -153,9 +153,15 @@ impl Drop for Attempt {
             self.address,
             self.window_started_at,
         );
+        // A server shutting down has closed its pool: the count lapses with its window.
+        if self.pool.is_closed() {
+            return;
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = give_back(&pool, kind, address, window).await {
+                if let Err(error) = give_back(&pool, kind, address, window).await
+                    && !pool.is_closed()
+                {
                     tracing::warn!(%error, "an attempt could not be given back");
                 }
             });
