@@ -218,10 +218,6 @@ impl Pool {
         shares_server_processes(&first, &second).await
     }
 
-    pub fn mode(&self) -> StatementMode {
-        self.sending.mode
-    }
-
     /// Size, idle and waiting counts (deadpool's view).
     pub fn status(&self) -> deadpool_postgres::Status {
         self.inner.status()

@@ -69,14 +69,6 @@ impl ParameterTypes {
     fn get(&self, sql: &'static str) -> Option<&[Type]> {
         self.0.get(sql).map(|types| &types[..])
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// A statement that can be sent at once, without a round trip to prepare it first.

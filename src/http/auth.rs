@@ -104,12 +104,17 @@ fn too_many(retry_after_secs: i64) -> ApiError {
     }
 }
 
-/// An attempt from `address` counted against `limit`: 429 when the address is at it.
+/// An attempt from `address` counted against `limit`: 429 when the address is at it. Every
+/// attempt counted here goes on to hash, so a full hashing queue refuses it first (503),
+/// before the database is asked anything: under a login storm most attempts end here.
 async fn count_attempt(
     state: &AppState,
     limit: AddressLimit,
     address: std::net::IpAddr,
 ) -> Result<Attempt, ApiError> {
+    if state.hasher.is_full() {
+        return Err(ApiError::Busy);
+    }
     match address_attempts::count(&state.pool, limit, address).await {
         Ok(attempt) => Ok(attempt),
         Err(Refused::AtLimit { retry_after_secs }) => Err(ApiError::TooManyRequests {
@@ -129,9 +134,6 @@ async fn confirm_password(
     address: std::net::IpAddr,
     password: String,
 ) -> Result<(), ApiError> {
-    if state.hasher.is_full() {
-        return Err(ApiError::Busy);
-    }
     let address_attempt = count_attempt(state, state.login_limit, address).await?;
     let client = state.database().await?;
     let attempt = store::login_failures::count_confirmation(&client, &user.caller()).await?;
@@ -189,9 +191,6 @@ pub async fn register(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(errors.into());
     };
-    if state.hasher.is_full() {
-        return Err(ApiError::Busy);
-    }
     let address_attempt = count_attempt(&state, state.registration_limit, address).await?;
     let hash = state.hasher.hash(password).await.map_err(hashing_failed)?;
     address_attempt.keep();
@@ -228,18 +227,12 @@ pub async fn login(
     // Both counts first (API.md "Account security"): past either limit the answer is 429,
     // whether or not the password is right, and no hash is computed.
     let rejected = |reason| state.metrics.login_rejected(reason);
-    // A full hashing queue refuses at once, before the database is asked anything (under a
-    // login storm, most attempts end here).
-    if state.hasher.is_full() {
-        rejected(LoginRejection::HashingBusy);
-        return Err(ApiError::Busy);
-    }
     let address_attempt = count_attempt(&state, state.login_limit, address)
         .await
-        .inspect_err(|error| {
-            if matches!(error, ApiError::TooManyRequests { .. }) {
-                rejected(LoginRejection::AddressThrottled);
-            }
+        .inspect_err(|error| match error {
+            ApiError::TooManyRequests { .. } => rejected(LoginRejection::AddressThrottled),
+            ApiError::Busy => rejected(LoginRejection::HashingBusy),
+            _ => {}
         })?;
     let email = Email::normalize_for_lookup(&body.email);
     // An address PostgreSQL cannot even store (NUL) can have no account: it gets the same

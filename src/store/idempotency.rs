@@ -44,6 +44,39 @@ macro_rules! prior {
     };
 }
 
+// The create of a keyed request, for the route's own `INSERT … SELECT` (`$insert`, no
+// `WHERE`): it runs only when this request holds the key's claim (`$key` and `$claim` name the
+// statement's parameters), and it stores the created row in the key's `response`; the created
+// row's `$columns` come back.
+macro_rules! insert_claimed {
+    ($insert:literal, $route:literal, $key:literal, $claim:literal, $($columns:tt)+) => {
+        concat!(
+            "WITH created AS (",
+            $insert,
+            " WHERE EXISTS (SELECT 1 FROM idempotency_keys \
+                           WHERE owner_id = $1 AND route = '",
+            $route,
+            "' AND key = ",
+            $key,
+            " AND claim = ",
+            $claim,
+            ") RETURNING *), \
+             remembered AS ( \
+                 UPDATE idempotency_keys k SET response = to_jsonb(created) FROM created \
+                 WHERE k.owner_id = $1 AND k.route = '",
+            $route,
+            "' AND k.key = ",
+            $key,
+            " AND k.claim = ",
+            $claim,
+            ") SELECT ",
+            $($columns)+,
+            " FROM created"
+        )
+    };
+}
+pub(super) use insert_claimed;
+
 const PRIOR_TASK: &str = prior!(
     "tasks",
     "id, title, description, status::text, priority::text, due_at, completed_at, version, \

@@ -31,18 +31,12 @@ const INSERT: &str = concat!(
 );
 
 // The create of a keyed request (`store::idempotency`), as for tasks.
-const INSERT_CLAIMED: &str = concat!(
-    "WITH created AS ( \
-         INSERT INTO projects (owner_id, name) SELECT $1::uuid, $2::text \
-         WHERE EXISTS (SELECT 1 FROM idempotency_keys \
-                       WHERE owner_id = $1 AND route = 'projects' AND key = $3 AND claim = $4) \
-         RETURNING *), \
-     remembered AS ( \
-         UPDATE idempotency_keys k SET response = to_jsonb(created) FROM created \
-         WHERE k.owner_id = $1 AND k.route = 'projects' AND k.key = $3 AND k.claim = $4) \
-     SELECT ",
-    columns!(),
-    " FROM created"
+const INSERT_CLAIMED: &str = super::idempotency::insert_claimed!(
+    "INSERT INTO projects (owner_id, name) SELECT $1::uuid, $2::text",
+    "projects",
+    "$3",
+    "$4",
+    columns!()
 );
 
 const GET: &str = concat!(

@@ -334,22 +334,15 @@ const INSERT: &str = concat!(
 
 // The create of a keyed request (`store::idempotency`): only when this request holds the
 // key's claim, and it stores the created row in the key's `response`.
-const INSERT_CLAIMED: &str = concat!(
-    "WITH created AS ( \
-         INSERT INTO tasks (owner_id, title, description, status, priority, due_at, \
-                            completed_at, project_id, labels) \
-         SELECT $1::uuid, $2::text, $3::text, $4::text::task_status, $5::text::task_priority, \
-                $6::timestamptz, CASE WHEN $4::text = 'done' THEN now() END, $7::uuid, \
-                $8::text[] \
-         WHERE EXISTS (SELECT 1 FROM idempotency_keys \
-                       WHERE owner_id = $1 AND route = 'tasks' AND key = $9 AND claim = $10) \
-         RETURNING *), \
-     remembered AS ( \
-         UPDATE idempotency_keys k SET response = to_jsonb(created) FROM created \
-         WHERE k.owner_id = $1 AND k.route = 'tasks' AND k.key = $9 AND k.claim = $10) \
-     SELECT ",
-    columns!(),
-    " FROM created"
+const INSERT_CLAIMED: &str = super::idempotency::insert_claimed!(
+    "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, \
+                        completed_at, project_id, labels) \
+     SELECT $1::uuid, $2::text, $3::text, $4::text::task_status, $5::text::task_priority, \
+            $6::timestamptz, CASE WHEN $4::text = 'done' THEN now() END, $7::uuid, $8::text[]",
+    "tasks",
+    "$9",
+    "$10",
+    columns!()
 );
 
 const GET: &str = concat!(
