@@ -129,9 +129,9 @@ pub struct PrivatePostgres {
 
 /// The OS account the server runs as when we are root.
 #[derive(Debug, Clone, Copy)]
-struct RunAs {
-    uid: u32,
-    gid: u32,
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl PrivatePostgres {
@@ -348,8 +348,9 @@ fn effective_uid() -> Result<u32, StartError> {
         .uid())
 }
 
-/// PostgreSQL refuses to run as root: then it runs as the `postgres` OS user.
-fn run_as() -> Result<Option<RunAs>, StartError> {
+/// PostgreSQL refuses to run as root: then it runs as the `postgres` OS user (`None`: we are
+/// not root, and it runs as us). Tests start PgBouncer, which refuses root too, the same way.
+pub fn run_as() -> Result<Option<RunAs>, StartError> {
     if effective_uid()? != 0 {
         return Ok(None);
     }

@@ -17,6 +17,8 @@ use tokio::task::JoinSet;
 use tokio_postgres::config::Host;
 use uuid::Uuid;
 
+use taskapi::db::private;
+
 use crate::helpers::{TestApp, database, json_body};
 
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
@@ -90,7 +92,7 @@ impl Bouncer {
             .stderr(Stdio::null());
         // PgBouncer refuses to run as root: as root, it runs as the `postgres` user, like
         // the test cluster itself.
-        if let Some((uid, gid)) = postgres_user_if_root() {
+        if let Some(private::RunAs { uid, gid }) = private::run_as().expect("the postgres user") {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::process::CommandExt::uid(&mut command, uid);
@@ -146,19 +148,6 @@ fn unix_socket(config: &tokio_postgres::Config) -> (PathBuf, u16) {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-fn postgres_user_if_root() -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata("/proc/self").ok()?.uid() != 0 {
-        return None;
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() > 3 && fields[0] == "postgres")
-            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
-    })
 }
 
 #[tokio::test(flavor = "multi_thread")]

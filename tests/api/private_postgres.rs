@@ -87,14 +87,10 @@ fn is_root() -> bool {
 }
 
 fn postgres_uid() -> u32 {
-    std::fs::read_to_string("/etc/passwd")
-        .unwrap()
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields[0] == "postgres").then(|| fields[2].parse().unwrap())
-        })
-        .expect("a postgres OS user")
+    private::run_as()
+        .expect("the postgres OS user")
+        .expect("root runs the server as postgres")
+        .uid
 }
 
 /// A fresh "home" like Debian's /root (mode 0700, ours), and a fallback base next to it
