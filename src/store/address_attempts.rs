@@ -46,21 +46,19 @@ pub struct AddressLimit {
 
 // One row, always: the window the attempt was counted in, or (not counted: the address is at
 // its limit) the seconds until that window ends, from the statement's snapshot.
-const COUNT: &str = "WITH counted AS ( \
-         INSERT INTO address_attempts AS a (kind, address, attempts, window_started_at) \
-         VALUES ($1, $2, 1, now()) \
-         ON CONFLICT (kind, address) DO UPDATE SET \
-             attempts = CASE WHEN a.window_started_at > now() - make_interval(secs => $4) \
-                             THEN a.attempts + 1 ELSE 1 END, \
-             window_started_at = CASE WHEN a.window_started_at > now() - make_interval(secs => $4) \
-                                      THEN a.window_started_at ELSE now() END \
-         WHERE a.attempts < $3 OR a.window_started_at <= now() - make_interval(secs => $4) \
-         RETURNING window_started_at) \
+const COUNT: &str = concat!(
+    "WITH counted AS (",
+    count_in_window!(
+        into "address_attempts" ("kind, address", "attempts") from "VALUES ($1, $2, 1, now())",
+        limit "$3", window "$4", returning "window_started_at"
+    ),
+    ") \
      SELECT (SELECT window_started_at FROM counted), \
             (SELECT greatest(1, ceil(extract(epoch FROM \
                  a.window_started_at + make_interval(secs => $4) - now())))::int8 \
              FROM address_attempts a \
-             WHERE a.kind = $1 AND a.address = $2 AND NOT EXISTS (SELECT 1 FROM counted))";
+             WHERE a.kind = $1 AND a.address = $2 AND NOT EXISTS (SELECT 1 FROM counted))"
+);
 
 // Only in the window it was counted in: a new window has already forgotten it.
 const GIVE_BACK: &str = "UPDATE address_attempts SET attempts = attempts - 1 \

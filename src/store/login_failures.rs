@@ -12,21 +12,12 @@ use crate::auth::lockout::{ACCOUNT_MAX_FAILURES, ACCOUNT_WINDOW};
 use crate::db::Connection;
 
 /// Counts one attempt for the address (the first column of `$source`) within a window of
-/// `$3` seconds, unless `$2` attempts are already counted in the window: then the row is
-/// left as it is and nothing is returned. The row lock taken by `ON CONFLICT DO UPDATE`
-/// serialises concurrent attempts, so each sees the count the one before it left.
+/// `$3` seconds, unless `$2` attempts are already counted in it (`store::count_in_window!`).
 macro_rules! count_attempt {
     ($source:literal) => {
-        concat!(
-            "INSERT INTO login_failures AS f (email, failures, window_started_at) ",
-            $source,
-            " ON CONFLICT (email) DO UPDATE SET \
-                failures = CASE WHEN f.window_started_at > now() - make_interval(secs => $3) \
-                                THEN f.failures + 1 ELSE 1 END, \
-                window_started_at = CASE WHEN f.window_started_at > now() - make_interval(secs => $3) \
-                                         THEN f.window_started_at ELSE now() END \
-             WHERE f.failures < $2 OR f.window_started_at <= now() - make_interval(secs => $3) \
-             RETURNING failures"
+        count_in_window!(
+            into "login_failures" ("email", "failures") from $source,
+            limit "$2", window "$3", returning "failures"
         )
     };
 }

@@ -2,6 +2,30 @@
 //! owner in its own `WHERE`, so a row that is not the caller's looks exactly like a
 //! missing one. Statements are prepared once per connection and cached.
 
+/// Counts one attempt in a fixed window (`login_failures`, `address_attempts`): the row of
+/// `$key` gets one more in `$count` while its window of `$window` seconds lasts (a new window,
+/// and a count of 1, once it has passed), unless `$limit` attempts are already counted in it:
+/// then the row is left as it is and nothing is returned. The row lock taken by `ON CONFLICT
+/// DO UPDATE` serialises concurrent attempts, so each sees the count the one before it left:
+/// a limit of ten means ten at any concurrency, on any number of instances.
+macro_rules! count_in_window {
+    (into $table:literal ($key:literal, $count:literal) from $source:literal,
+     limit $limit:literal, window $window:literal, returning $returning:literal) => {
+        concat!(
+            "INSERT INTO ", $table, " AS w (", $key, ", ", $count, ", window_started_at) ",
+            $source,
+            " ON CONFLICT (", $key, ") DO UPDATE SET ",
+            $count, " = CASE WHEN w.window_started_at > now() - make_interval(secs => ", $window,
+            ") THEN w.", $count, " + 1 ELSE 1 END, \
+             window_started_at = CASE WHEN w.window_started_at > now() - make_interval(secs => ",
+            $window, ") THEN w.window_started_at ELSE now() END \
+             WHERE w.", $count, " < ", $limit,
+            " OR w.window_started_at <= now() - make_interval(secs => ", $window, ") \
+             RETURNING ", $returning
+        )
+    };
+}
+
 pub mod address_attempts;
 pub mod changes;
 pub mod health;
