@@ -43,28 +43,89 @@ pub fn ceil_to_micros(instant: OffsetDateTime) -> OffsetDateTime {
 /// Formats as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`: UTC, microseconds (PostgreSQL's precision)
 /// only when there are any.
 pub fn format(instant: OffsetDateTime) -> String {
-    use std::fmt::Write;
-    // Written by hand: on the list route this runs three times per task, and the
-    // general-purpose formatter showed up in the profile (docs/PERFORMANCE.md).
-    let utc = instant.to_offset(UtcOffset::UTC);
-    let mut out = String::with_capacity(27);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second()
-    );
-    match utc.microsecond() {
-        0 => out.push('Z'),
-        micros => {
-            let _ = write!(out, ".{micros:06}Z");
+    Utc(instant).to_string()
+}
+
+/// An instant that displays and serializes as `format` writes it, without allocating: a
+/// list page writes four per task (docs/PERFORMANCE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utc(pub OffsetDateTime);
+
+/// The longest form: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+const LONGEST: usize = 27;
+
+impl Utc {
+    /// The digits, written by hand into `out` (the general formatter was a few percent of
+    /// the list route's profile); the length written, or `None` for a year outside
+    /// 0000–9999, which `parse` never accepts but a row written behind the API's back could
+    /// hold.
+    fn write(self, out: &mut [u8; LONGEST]) -> Option<usize> {
+        fn digits(out: &mut [u8], mut value: u32) {
+            for slot in out.iter_mut().rev() {
+                // `value % 10` is below 10, so the cast cannot truncate.
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        let utc = self.0.to_offset(UtcOffset::UTC);
+        let (year, month, day) = utc.to_calendar_date();
+        let year = u32::try_from(year).ok().filter(|year| *year <= 9999)?;
+        let (hour, minute, second, micros) = utc.to_hms_micro();
+        *out = *b"0000-00-00T00:00:00.000000Z";
+        digits(&mut out[0..4], year);
+        digits(&mut out[5..7], u32::from(u8::from(month)));
+        digits(&mut out[8..10], u32::from(day));
+        digits(&mut out[11..13], u32::from(hour));
+        digits(&mut out[14..16], u32::from(minute));
+        digits(&mut out[17..19], u32::from(second));
+        if micros == 0 {
+            out[19] = b'Z';
+            return Some(20);
+        }
+        digits(&mut out[20..26], micros);
+        Some(LONGEST)
+    }
+}
+
+impl std::fmt::Display for Utc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = [0; LONGEST];
+        match self.write(&mut out) {
+            // Only ASCII digits and punctuation were written.
+            Some(len) => {
+                f.write_str(std::str::from_utf8(&out[..len]).map_err(|_| std::fmt::Error)?)
+            }
+            None => {
+                let utc = self.0.to_offset(UtcOffset::UTC);
+                write!(
+                    f,
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                    utc.year(),
+                    u8::from(utc.month()),
+                    utc.day(),
+                    utc.hour(),
+                    utc.minute(),
+                    utc.second()
+                )?;
+                match utc.microsecond() {
+                    0 => f.write_str("Z"),
+                    micros => write!(f, ".{micros:06}Z"),
+                }
+            }
         }
     }
-    out
+}
+
+impl serde::Serialize for Utc {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = [0; LONGEST];
+        match self.write(&mut out) {
+            Some(len) => serializer.serialize_str(
+                std::str::from_utf8(&out[..len]).map_err(serde::ser::Error::custom)?,
+            ),
+            None => serializer.collect_str(self),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +184,36 @@ mod tests {
             format(floor_to_micros(before_2000)),
             "1999-12-31T23:59:59.999999Z"
         );
+    }
+
+    #[test]
+    fn the_hand_written_digits_agree_with_the_general_formatter() {
+        use time::macros::datetime;
+        // Years outside 0000-9999 take the general path; all others the hand-written one.
+        for instant in [
+            datetime!(2026-12-01 17:00:00 UTC),
+            datetime!(2026-12-01 17:00:00.000001 UTC),
+            datetime!(0000-01-01 00:00:00 UTC),
+            datetime!(9999-12-31 23:59:59.999999 UTC),
+            datetime!(1970-01-01 00:00:00 +05:30),
+            datetime!(+10000-01-01 00:00:00 UTC),
+            datetime!(-0001-12-31 23:59:59 UTC),
+        ] {
+            let general = instant
+                .to_offset(UtcOffset::UTC)
+                .format(&Rfc3339)
+                .unwrap_or_else(|_| "out of RFC 3339's range".to_owned());
+            let ours = format(instant);
+            if (0..=9999).contains(&instant.to_offset(UtcOffset::UTC).year()) {
+                assert_eq!(ours, general, "{instant}");
+            } else {
+                assert!(ours.ends_with('Z') && ours.contains('T'), "{ours}");
+            }
+            assert_eq!(
+                serde_json::to_string(&Utc(instant)).unwrap(),
+                format!("\"{ours}\"")
+            );
+        }
     }
 
     #[test]

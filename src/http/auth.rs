@@ -38,7 +38,7 @@ pub struct UserResponse {
     #[schema(format = Email, example = "alice@example.com")]
     pub email: String,
     #[schema(value_type = String, format = DateTime, example = "2026-11-24T13:00:00Z")]
-    pub created_at: String,
+    pub created_at: timestamp::Utc,
 }
 
 impl From<UserRow> for UserResponse {
@@ -46,7 +46,7 @@ impl From<UserRow> for UserResponse {
         Self {
             id: user.id,
             email: user.email,
-            created_at: timestamp::format(user.created_at),
+            created_at: timestamp::Utc(user.created_at),
         }
     }
 }

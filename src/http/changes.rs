@@ -142,13 +142,13 @@ pub async fn list_changes(
     let cursor = FeedCursor::after_page(since.as_ref(), position, has_more, now)
         .seal(&state.cursors, user.id);
     let changes = rows
-        .iter()
+        .into_iter()
         .map(|row| {
             let kind = match row.position.kind {
                 Some(ChangeKind::Project) => ChangeKindBody::Project,
                 _ => ChangeKindBody::Task,
             };
-            let (op, data) = match &row.change {
+            let (op, data) = match row.change {
                 Change::Task(task) => (ChangeOp::Upsert, Some(ChangeData::Task(task.into()))),
                 Change::Project(project) => {
                     (ChangeOp::Upsert, Some(ChangeData::Project(project.into())))

@@ -73,11 +73,14 @@ impl IdempotencyHeader {
 
 /// The response to a keyed create: the resource's (`render`), replays marked as such;
 /// another body under the same key is 422 and a key still in flight 409.
-pub fn respond<T>(outcome: Once<T>, render: impl Fn(&T) -> Response) -> Result<Response, ApiError> {
+pub fn respond<T>(
+    outcome: Once<T>,
+    render: impl FnOnce(T) -> Response,
+) -> Result<Response, ApiError> {
     match outcome {
-        Once::Created(resource) => Ok(render(&resource)),
+        Once::Created(resource) => Ok(render(resource)),
         Once::Replayed(resource) => {
-            let mut response = render(&resource);
+            let mut response = render(resource);
             response
                 .headers_mut()
                 .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));

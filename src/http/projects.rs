@@ -47,18 +47,18 @@ pub struct ProjectResponse {
     #[schema(example = "Home")]
     pub name: String,
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: String,
+    pub created_at: timestamp::Utc,
     #[schema(value_type = String, format = DateTime)]
-    pub updated_at: String,
+    pub updated_at: timestamp::Utc,
 }
 
-impl From<&ProjectRow> for ProjectResponse {
-    fn from(project: &ProjectRow) -> Self {
+impl From<ProjectRow> for ProjectResponse {
+    fn from(project: ProjectRow) -> Self {
         Self {
             id: project.id,
-            name: project.name.clone(),
-            created_at: timestamp::format(project.created_at),
-            updated_at: timestamp::format(project.updated_at),
+            name: project.name,
+            created_at: timestamp::Utc(project.created_at),
+            updated_at: timestamp::Utc(project.updated_at),
         }
     }
 }
@@ -89,10 +89,16 @@ pub struct ListProjectsQuery {
     offset: Option<i64>,
 }
 
-fn project_response(status: StatusCode, project: &ProjectRow) -> Response {
-    let body = axum::Json(ProjectResponse::from(project));
-    let location = (status == StatusCode::CREATED).then(|| format!("/projects/{}", project.id));
-    resource::tagged(status, body, project.id, project.version, location)
+fn project_response(status: StatusCode, project: ProjectRow) -> Response {
+    let (id, version) = (project.id, project.version);
+    let location = (status == StatusCode::CREATED).then(|| format!("/projects/{id}"));
+    resource::tagged(
+        status,
+        axum::Json(ProjectResponse::from(project)),
+        id,
+        version,
+        location,
+    )
 }
 
 /// Create a project.
@@ -123,13 +129,13 @@ pub async fn create_project(
 ) -> Result<Response, ApiError> {
     let name = body.name.required("name", |raw| ProjectName::parse(&raw))?;
     let client = state.database().await?;
-    let created = |project: &ProjectRow| project_response(StatusCode::CREATED, project);
+    let created = |project: ProjectRow| project_response(StatusCode::CREATED, project);
     let Some(keyed) = key.keyed(digest) else {
         let project = store::as_writer(&client, &user.caller(), async |tx| {
             store::projects::insert(tx, user.id, &name).await
         })
         .await?;
-        return Ok(created(&project));
+        return Ok(created(project));
     };
     let outcome = store::as_writer(&client, &user.caller(), async |tx| {
         store::projects::insert_once(tx, user.id, &name, &keyed).await
@@ -164,7 +170,7 @@ pub async fn list_projects(
     })
     .await?;
     let body = ProjectListResponse {
-        items: projects.iter().map(ProjectResponse::from).collect(),
+        items: projects.into_iter().map(ProjectResponse::from).collect(),
         total,
         limit: page.limit,
         offset: page.offset,
@@ -206,7 +212,7 @@ pub async fn get_project(
     if let Some(not_modified) = resource::not_modified(&headers, project.id, project.version) {
         return Ok(not_modified);
     }
-    Ok(project_response(StatusCode::OK, &project))
+    Ok(project_response(StatusCode::OK, project))
 }
 
 /// Rename a project.
@@ -263,7 +269,7 @@ pub async fn update_project(
             project
         }
     };
-    Ok(project_response(StatusCode::OK, &project))
+    Ok(project_response(StatusCode::OK, project))
 }
 
 /// Delete a project and all its tasks.

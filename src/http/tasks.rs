@@ -177,14 +177,14 @@ pub struct TaskResponse {
     #[schema(value_type = PrioritySchema)]
     pub priority: Priority,
     #[schema(value_type = Option<String>, format = DateTime, required = true)]
-    pub due_at: Option<String>,
+    pub due_at: Option<timestamp::Utc>,
     /// Set when the task becomes `done`, cleared when it leaves `done`.
     #[schema(value_type = Option<String>, format = DateTime, required = true)]
-    pub completed_at: Option<String>,
+    pub completed_at: Option<timestamp::Utc>,
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: String,
+    pub created_at: timestamp::Utc,
     #[schema(value_type = String, format = DateTime)]
-    pub updated_at: String,
+    pub updated_at: timestamp::Utc,
     /// The task's project, or null.
     #[schema(required = true)]
     pub project_id: Option<Uuid>,
@@ -193,20 +193,20 @@ pub struct TaskResponse {
     pub labels: Vec<String>,
 }
 
-impl From<&TaskRow> for TaskResponse {
-    fn from(task: &TaskRow) -> Self {
+impl From<TaskRow> for TaskResponse {
+    fn from(task: TaskRow) -> Self {
         Self {
             id: task.id,
-            title: task.title.clone(),
-            description: task.description.clone(),
+            title: task.title,
+            description: task.description,
             status: task.status,
             priority: task.priority,
-            due_at: task.due_at.map(timestamp::format),
-            completed_at: task.completed_at.map(timestamp::format),
-            created_at: timestamp::format(task.created_at),
-            updated_at: timestamp::format(task.updated_at),
+            due_at: task.due_at.map(timestamp::Utc),
+            completed_at: task.completed_at.map(timestamp::Utc),
+            created_at: timestamp::Utc(task.created_at),
+            updated_at: timestamp::Utc(task.updated_at),
             project_id: task.project_id,
-            labels: task.labels.clone(),
+            labels: task.labels,
         }
     }
 }
@@ -281,10 +281,16 @@ pub struct ListTasksQuery {
     label: Option<Vec<String>>,
 }
 
-fn task_response(status: StatusCode, task: &TaskRow) -> Response {
-    let body = axum::Json(TaskResponse::from(task));
-    let location = (status == StatusCode::CREATED).then(|| format!("/tasks/{}", task.id));
-    resource::tagged(status, body, task.id, task.version, location)
+fn task_response(status: StatusCode, task: TaskRow) -> Response {
+    let (id, version) = (task.id, task.version);
+    let location = (status == StatusCode::CREATED).then(|| format!("/tasks/{id}"));
+    resource::tagged(
+        status,
+        axum::Json(TaskResponse::from(task)),
+        id,
+        version,
+        location,
+    )
 }
 
 /// Create a task.
@@ -317,13 +323,13 @@ pub async fn create_task(
     let task = TaskInput::from(body).into_new_task()?;
     let client = state.database().await?;
     let caller = user.caller();
-    let created = |task: &TaskRow| task_response(StatusCode::CREATED, task);
+    let created = |task: TaskRow| task_response(StatusCode::CREATED, task);
     let Some(keyed) = key.keyed(digest) else {
         let task = store::as_writer(&client, &caller, async |tx| {
             store::tasks::insert(tx, user.id, &task).await
         })
         .await?;
-        return Ok(created(&task));
+        return Ok(created(task));
     };
     let outcome = store::as_writer(&client, &caller, async |tx| {
         store::tasks::insert_once(tx, user.id, &task, &keyed).await
@@ -374,7 +380,7 @@ pub async fn list_tasks(
         _ => None,
     };
     let body = TaskListResponse {
-        items: page.tasks.iter().map(TaskResponse::from).collect(),
+        items: page.tasks.into_iter().map(TaskResponse::from).collect(),
         total: page.total,
         limit: query.limit,
         offset: query.offset,
@@ -419,7 +425,7 @@ pub async fn get_task(
     if let Some(not_modified) = resource::not_modified(&headers, task.id, task.version) {
         return Ok(not_modified);
     }
-    Ok(task_response(StatusCode::OK, &task))
+    Ok(task_response(StatusCode::OK, task))
 }
 
 /// Change some fields of a task.
@@ -473,7 +479,7 @@ pub async fn update_task(
         })
         .await?
     };
-    Ok(task_response(StatusCode::OK, &task))
+    Ok(task_response(StatusCode::OK, task))
 }
 
 /// Replace a task entirely.
@@ -515,7 +521,7 @@ pub async fn replace_task(
         store::tasks::update(tx, user.id, id, &changes, &precondition).await
     })
     .await?;
-    Ok(task_response(StatusCode::OK, &task))
+    Ok(task_response(StatusCode::OK, task))
 }
 
 /// Delete a task.
