@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::verified_tokens::VerifiedTokens;
 use crate::config::SecretKey;
 
 /// What a token says about its bearer.
@@ -37,13 +38,32 @@ pub enum TokenError {
     IssuedInFuture,
 }
 
+impl Claims {
+    /// Whether the time claims hold at `now` (unix seconds), exactly as jsonwebtoken checks
+    /// them with no leeway (`exp` passed once `now` is beyond it; `nbf` not before it), and
+    /// `iat` not in the future.
+    fn check_times(&self, now: i64) -> Result<(), TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
+        if self.exp < now {
+            return Err(jsonwebtoken::errors::Error::from(ErrorKind::ExpiredSignature).into());
+        }
+        if self.nbf > now {
+            return Err(jsonwebtoken::errors::Error::from(ErrorKind::ImmatureSignature).into());
+        }
+        if self.iat > now {
+            return Err(TokenError::IssuedInFuture);
+        }
+        Ok(())
+    }
+}
+
 /// Issues and verifies access tokens with one key.
-#[derive(Clone)]
 pub struct TokenService {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     lifetime_secs: i64,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -67,6 +87,7 @@ impl TokenService {
             decoding: DecodingKey::from_secret(key.expose()),
             validation,
             lifetime_secs: i64::from(lifetime_minutes) * 60,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -95,12 +116,18 @@ impl TokenService {
         })
     }
 
+    /// The token's claims, if its signature and time claims hold now. A token seen before
+    /// skips the signature check, never the time checks (`auth::verified_tokens`).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(claims) = self.verified.recall(token) {
+            claims.check_times(now)?;
+            return Ok(claims);
+        }
         let claims =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
-        if claims.iat > OffsetDateTime::now_utc().unix_timestamp() {
-            return Err(TokenError::IssuedInFuture);
-        }
+        claims.check_times(now)?;
+        self.verified.remember(token, &claims);
         Ok(claims)
     }
 }
@@ -132,6 +159,32 @@ mod tests {
         let issued = service.issue(user, 1).unwrap();
         assert_eq!(issued.expires_in, 1800);
         assert_eq!(service.verify(&issued.token).unwrap().sub, user);
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_refused_once_expired() {
+        let service = service();
+        let token = sign(&claims(-100, -100, 0), &b"k".repeat(32), Algorithm::HS256);
+        // Valid for the rest of this second, so it is remembered ...
+        let Ok(verified) = service.verify(&token) else {
+            return; // the second ended between signing and verifying: nothing to test
+        };
+        // ... and refused by the time checks alone once the clock is past `exp`.
+        assert!(verified.check_times(verified.exp + 1).is_err());
+        assert!(service.verified.recall(&token).is_some());
+        assert!(verified.check_times(verified.exp).is_ok());
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_remembered_token_is_refused() {
+        let service = service();
+        let issued = service.issue(Uuid::new_v4(), 1).unwrap();
+        service.verify(&issued.token).unwrap();
+        let mut tampered = issued.token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(service.verify(&tampered).is_err());
+        assert!(service.verify(&issued.token).is_ok());
     }
 
     #[test]

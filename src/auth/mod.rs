@@ -4,6 +4,7 @@
 pub mod jwt;
 pub mod lockout;
 pub mod password;
+mod verified_tokens;
 
 pub use jwt::TokenService;
 pub use password::PasswordHasher;
