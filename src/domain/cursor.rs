@@ -32,9 +32,10 @@ pub enum Purpose {
     TaskList = 2,
 }
 
-/// The key cursors are sealed with.
+/// The key cursors are sealed with: the HMAC already keyed, since keying it (two SHA-256
+/// blocks) was a third of sealing a list page's cursor.
 #[derive(Clone)]
-pub struct CursorKey([u8; 32]);
+pub struct CursorKey(HmacSha256);
 
 impl std::fmt::Debug for CursorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,11 +48,12 @@ impl CursorKey {
     pub fn derive(secret: &[u8]) -> Self {
         let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
         mac.update(b"taskapi cursor key v1");
-        Self(mac.finalize().into_bytes().into())
+        let key = mac.finalize().into_bytes();
+        Self(HmacSha256::new_from_slice(&key).expect("HMAC takes any key length"))
     }
 
     fn mac(&self, purpose: Purpose, owner: Uuid, context: &[u8], payload: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = self.0.clone();
         mac.update(&[purpose as u8]);
         mac.update(owner.as_bytes());
         mac.update(&(context.len() as u64).to_be_bytes());
