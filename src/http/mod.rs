@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod json_body;
 pub mod labels;
 pub mod projects;
 pub mod resource;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, KeyedJson, PathId};
 use super::idempotency::{self, IdempotencyHeader, IdempotencyKeyParam};
+use super::json_body::JsonBody;
 use super::resource;
 use super::responses::{DatabaseUnavailable, JsonBodyErrors};
 use crate::domain::listing::{ListCursors, Position, TaskQuery};
@@ -211,7 +212,66 @@ impl From<TaskRow> for TaskResponse {
     }
 }
 
-/// One page of tasks.
+/// About what one task takes in JSON (a title and a short description), to size buffers.
+const TASK_JSON_BYTES: usize = 420;
+
+/// `task` as `TaskResponse` serializes it, written by hand (`http::json_body`).
+fn write_task(body: &mut JsonBody, task: &TaskRow) {
+    body.raw("{\"id\":");
+    body.uuid(task.id);
+    body.raw(",\"title\":");
+    body.string(&task.title);
+    body.raw(",\"description\":");
+    body.optional_string(task.description.as_deref());
+    body.raw(",\"status\":\"");
+    body.raw(task.status.as_str());
+    body.raw("\",\"priority\":\"");
+    body.raw(task.priority.as_str());
+    body.raw("\",\"due_at\":");
+    body.optional_timestamp(task.due_at.map(timestamp::Utc));
+    body.raw(",\"completed_at\":");
+    body.optional_timestamp(task.completed_at.map(timestamp::Utc));
+    body.raw(",\"created_at\":");
+    body.timestamp(timestamp::Utc(task.created_at));
+    body.raw(",\"updated_at\":");
+    body.timestamp(timestamp::Utc(task.updated_at));
+    body.raw(",\"project_id\":");
+    body.optional_uuid(task.project_id);
+    body.raw(",\"labels\":");
+    body.strings(&task.labels);
+    body.raw("}");
+}
+
+/// A list page as `TaskListResponse` serializes it, written by hand.
+fn write_task_list(
+    tasks: &[TaskRow],
+    total: i64,
+    limit: i64,
+    offset: i64,
+    next_cursor: Option<&str>,
+) -> JsonBody {
+    let mut body = JsonBody::with_capacity(128 + tasks.len() * TASK_JSON_BYTES);
+    body.raw("{\"items\":[");
+    for (n, task) in tasks.iter().enumerate() {
+        if n > 0 {
+            body.raw(",");
+        }
+        write_task(&mut body, task);
+    }
+    body.raw("],\"total\":");
+    body.integer(total);
+    body.raw(",\"limit\":");
+    body.integer(limit);
+    body.raw(",\"offset\":");
+    body.integer(offset);
+    body.raw(",\"next_cursor\":");
+    body.optional_string(next_cursor);
+    body.raw("}");
+    body
+}
+
+/// One page of tasks (written by `write_task_list`; the derived `Serialize` is the
+/// reference its tests compare with).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskListResponse {
     pub items: Vec<TaskResponse>,
@@ -282,15 +342,10 @@ pub struct ListTasksQuery {
 }
 
 fn task_response(status: StatusCode, task: TaskRow) -> Response {
-    let (id, version) = (task.id, task.version);
-    let location = (status == StatusCode::CREATED).then(|| format!("/tasks/{id}"));
-    resource::tagged(
-        status,
-        axum::Json(TaskResponse::from(task)),
-        id,
-        version,
-        location,
-    )
+    let location = (status == StatusCode::CREATED).then(|| format!("/tasks/{}", task.id));
+    let mut body = JsonBody::with_capacity(TASK_JSON_BYTES);
+    write_task(&mut body, &task);
+    resource::tagged(status, body, task.id, task.version, location)
 }
 
 /// Create a task.
@@ -379,14 +434,14 @@ pub async fn list_tasks(
         }
         _ => None,
     };
-    let body = TaskListResponse {
-        items: page.tasks.into_iter().map(TaskResponse::from).collect(),
-        total: page.total,
-        limit: query.limit,
-        offset: query.offset,
-        next_cursor,
-    };
-    Ok(axum::Json(body).into_response())
+    let body = write_task_list(
+        &page.tasks,
+        page.total,
+        query.limit,
+        query.offset,
+        next_cursor.as_deref(),
+    );
+    Ok(body.into_response())
 }
 
 /// One of the caller's tasks.
@@ -557,4 +612,74 @@ pub async fn delete_task(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn tasks() -> Vec<TaskRow> {
+        let plain = TaskRow {
+            id: Uuid::new_v4(),
+            title: "Write the report".to_owned(),
+            description: None,
+            status: TaskStatus::Todo,
+            priority: Priority::Medium,
+            due_at: None,
+            completed_at: None,
+            version: 1,
+            created_at: datetime!(2026-12-01 17:00:00 UTC),
+            updated_at: datetime!(2026-12-01 17:00:00.000001 UTC),
+            project_id: None,
+            labels: Vec::new(),
+        };
+        let tricky = TaskRow {
+            id: Uuid::new_v4(),
+            title: "\"quoted\" \\ back\nslash \u{1} é 🦀 \u{2028}".to_owned(),
+            description: Some("line\r\nbreak\ttab".to_owned()),
+            status: TaskStatus::InProgress,
+            priority: Priority::Urgent,
+            due_at: Some(datetime!(9999-12-31 23:59:59.999999 UTC)),
+            completed_at: Some(datetime!(0000-01-01 00:00:00 UTC)),
+            version: 7,
+            created_at: datetime!(1999-12-31 23:59:59 +02:00),
+            updated_at: datetime!(2026-02-28 23:30:00 -01:00),
+            project_id: Some(Uuid::new_v4()),
+            labels: vec!["work".to_owned(), "\"x\"".to_owned()],
+        };
+        let done = TaskRow {
+            status: TaskStatus::Done,
+            priority: Priority::Low,
+            ..plain.clone()
+        };
+        vec![plain, tricky, done]
+    }
+
+    #[test]
+    fn a_task_is_written_exactly_as_serde_writes_its_response() {
+        for task in tasks() {
+            let mut body = JsonBody::with_capacity(0);
+            write_task(&mut body, &task);
+            let expected = serde_json::to_string(&TaskResponse::from(task)).unwrap();
+            assert_eq!(String::from_utf8(body.into_bytes()).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn a_list_page_is_written_exactly_as_serde_writes_it() {
+        for (tasks, cursor) in [(tasks(), Some("abc-_123")), (Vec::new(), None)] {
+            let written = write_task_list(&tasks, 42, 20, 3, cursor).into_bytes();
+            let expected = serde_json::to_string(&TaskListResponse {
+                items: tasks.into_iter().map(TaskResponse::from).collect(),
+                total: 42,
+                limit: 20,
+                offset: 3,
+                next_cursor: cursor.map(str::to_owned),
+            })
+            .unwrap();
+            assert_eq!(String::from_utf8(written).unwrap(), expected);
+        }
+    }
 }
