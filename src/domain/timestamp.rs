@@ -52,14 +52,14 @@ pub fn format(instant: OffsetDateTime) -> String {
 pub struct Utc(pub OffsetDateTime);
 
 /// The longest form: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-const LONGEST: usize = 27;
+pub const LONGEST: usize = 27;
 
 impl Utc {
     /// The digits, written by hand into `out` (the general formatter was a few percent of
     /// the list route's profile); the length written, or `None` for a year outside
     /// 0000–9999, which `parse` never accepts but a row written behind the API's back could
     /// hold.
-    fn write(self, out: &mut [u8; LONGEST]) -> Option<usize> {
+    pub fn write(self, out: &mut [u8; LONGEST]) -> Option<usize> {
         fn digits(out: &mut [u8], mut value: u32) {
             for slot in out.iter_mut().rev() {
                 // `value % 10` is below 10, so the cast cannot truncate.
