@@ -270,8 +270,9 @@ fn write_task_list(
     body
 }
 
-/// One page of tasks (written by `write_task_list`; the derived `Serialize` is the
-/// reference its tests compare with).
+// Written by `write_task_list`; the derived `Serialize` is the reference its tests compare
+// with (and the feed's, `http::changes`, for `TaskResponse`).
+/// One page of tasks.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskListResponse {
     pub items: Vec<TaskResponse>,
