@@ -40,14 +40,9 @@ pub fn ceil_to_micros(instant: OffsetDateTime) -> OffsetDateTime {
     }
 }
 
-/// Formats as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`: UTC, microseconds (PostgreSQL's precision)
-/// only when there are any.
-pub fn format(instant: OffsetDateTime) -> String {
-    Utc(instant).to_string()
-}
-
-/// An instant that displays and serializes as `format` writes it, without allocating: a
-/// list page writes four per task (docs/PERFORMANCE.md).
+/// An instant that displays and serializes as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`: UTC,
+/// microseconds (PostgreSQL's precision) only when there are any; without allocating, since
+/// a list page writes four per task (docs/PERFORMANCE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Utc(pub OffsetDateTime);
 
@@ -118,19 +113,17 @@ impl std::fmt::Display for Utc {
 
 impl serde::Serialize for Utc {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = [0; LONGEST];
-        match self.write(&mut out) {
-            Some(len) => serializer.serialize_str(
-                std::str::from_utf8(&out[..len]).map_err(serde::ser::Error::custom)?,
-            ),
-            None => serializer.collect_str(self),
-        }
+        serializer.collect_str(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn format(instant: OffsetDateTime) -> String {
+        Utc(instant).to_string()
+    }
 
     #[test]
     fn offsets_are_required_and_converted_to_utc() {
