@@ -32,8 +32,8 @@ pub enum Purpose {
     TaskList = 2,
 }
 
-/// The key cursors are sealed with: the HMAC already keyed, since keying it (two SHA-256
-/// blocks) was a third of sealing a list page's cursor.
+/// The key cursors are sealed with: the HMAC already keyed, since keying it was two of the
+/// five SHA-256 blocks that sealing a list page's cursor computed.
 #[derive(Clone)]
 pub struct CursorKey(HmacSha256);
 
