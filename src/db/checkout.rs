@@ -87,6 +87,14 @@ impl Connection {
         }
     }
 
+    /// Whether a transaction's statements go out gathered, closed by one `Sync`
+    /// (`db::pipeline`): with prepared statements and no transaction pooler in between. A
+    /// pooler's transactions need `begin`'s timeouts, and unnamed statements need their
+    /// `Parse` and row description, which the gathered pipeline does not send.
+    pub fn gathers(&self) -> bool {
+        self.sending.gathers.get().copied().unwrap_or(false)
+    }
+
     /// The statements that open a transaction on this connection.
     pub fn begin(&self) -> &str {
         self.sending.begin.get().map_or("BEGIN", |begin| begin)

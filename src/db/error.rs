@@ -6,7 +6,7 @@
 use tokio_postgres::error::SqlState;
 
 /// A database failure, classified.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// The database cannot be reached or is shutting down: the client should retry.
     #[error("database unavailable: {0}")]

@@ -4,6 +4,7 @@
 pub mod checkout;
 pub mod endpoint;
 pub mod error;
+pub mod pipeline;
 pub mod private;
 pub mod statements;
 pub mod tls;
@@ -86,6 +87,9 @@ pub(crate) struct Sending {
     /// opened, so each transaction sets them itself, in the same message as its `BEGIN` (no
     /// extra round trip).
     pub(crate) begin: OnceLock<Box<str>>,
+    /// Whether a transaction's statements may go out gathered, closed by one `Sync`
+    /// (`Connection::gathers`); set with `begin`, false until then.
+    pub(crate) gathers: OnceLock<bool>,
     timeouts: SessionTimeouts,
     statements: Arc<[&'static str]>,
     pub(crate) types: OnceLock<ParameterTypes>,
@@ -163,6 +167,7 @@ pub fn pool(
         sending: Arc::new(Sending {
             mode,
             begin: OnceLock::new(),
+            gathers: OnceLock::new(),
             timeouts,
             statements,
             types: OnceLock::new(),
@@ -208,6 +213,7 @@ impl Pool {
             "BEGIN".to_owned()
         };
         let _ = self.sending.begin.set(begin.into());
+        let _ = self.sending.gathers.set(!pooled);
         Ok(self.sending.statements.len())
     }
 

@@ -43,6 +43,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::db::pipeline::{Gathering, Ran};
 use crate::db::statements::Ready;
 use crate::db::{Connection, DbError};
 
@@ -102,6 +103,9 @@ pub struct Caller {
 pub struct CallerTransaction<'c> {
     client: &'c Connection,
     committing: AtomicBool,
+    /// Where the statements go when the connection gathers them (`Connection::gathers`):
+    /// sent with one `Sync` once all are issued. `None`: each is sent as it is issued.
+    gathering: Option<Gathering>,
 }
 
 impl CallerTransaction<'_> {
@@ -121,11 +125,34 @@ impl CallerTransaction<'_> {
         })
     }
 
+    /// `sql` with `params` gathered into the pipeline, and what it did once the pipeline
+    /// was answered; `None` when statements are sent one by one.
+    async fn gathered(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Option<Result<Ran, StoreError>> {
+        let gathering = self.gathering.as_ref()?;
+        let statement = match self.statement(sql) {
+            Ok(Ready::Named(statement)) => statement,
+            Ok(Ready::Unnamed { .. }) => {
+                return Some(Err(StoreError::Pipeline(format!(
+                    "an unnamed statement cannot be gathered: {sql}"
+                ))));
+            }
+            Err(error) => return Some(Err(error)),
+        };
+        Some(gathering.run(&statement, params).await.map_err(Into::into))
+    }
+
     pub async fn query(
         &self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
+        if let Some(ran) = self.gathered(sql, params).await {
+            return Ok(ran?.rows);
+        }
         let statement = self.statement(sql)?;
         Ok(statement.query(self.client, params).await?)
     }
@@ -135,6 +162,9 @@ impl CallerTransaction<'_> {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
+        if let Some(ran) = self.gathered(sql, params).await {
+            return Ok(ran?.into_opt()?);
+        }
         let statement = self.statement(sql)?;
         Ok(statement.query_opt(self.client, params).await?)
     }
@@ -144,6 +174,9 @@ impl CallerTransaction<'_> {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, StoreError> {
+        if let Some(ran) = self.gathered(sql, params).await {
+            return Ok(ran?.into_one()?);
+        }
         let statement = self.statement(sql)?;
         Ok(statement.query_one(self.client, params).await?)
     }
@@ -153,22 +186,28 @@ impl CallerTransaction<'_> {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
+        if let Some(ran) = self.gathered(sql, params).await {
+            return Ok(ran?.rows_affected);
+        }
         let statement = self.statement(sql)?;
         Ok(statement.execute(self.client, params).await?)
     }
 }
 
-/// Runs `operation` as `caller`, in one transaction and one round trip: `BEGIN`, the
-/// statement that checks the token is still current and sets the row-level-security
-/// identity (`taskapi.user_id`, transaction-local), the operation's statements, `COMMIT`,
-/// all sent together (tokio-postgres sends a statement when its future is first polled,
-/// and `join!(biased; …)` polls them in this order).
+/// Runs `operation` as `caller`, in one transaction and one round trip: the statement that
+/// checks the token is still current and sets the row-level-security identity
+/// (`taskapi.user_id`, transaction-local), then the operation's statements, all sent
+/// together. A statement is issued when its future is first polled, and `join!(biased; …)`
+/// polls them in this order; the last branch sends them, closed by one `Sync`, which makes
+/// them one implicit transaction (`db::pipeline`). Where the connection does not gather
+/// statements (`Connection::gathers`: unnamed statements, a transaction pooler), each goes
+/// out as it is issued, between `BEGIN` and `COMMIT`, in the same single round trip.
 ///
 /// If the token is no longer current the identity is never set, so under row-level
 /// security the operation sees and changes nothing; the answer is `AccountGone` or
-/// `TokenRevoked`. If a statement fails, PostgreSQL turns the `COMMIT` into a rollback.
-/// `join!` (not `try_join!`) drains every reply before the connection goes back to the
-/// pool.
+/// `TokenRevoked`. If a statement fails, PostgreSQL skips the rest (or turns the `COMMIT`
+/// into a rollback) and nothing is committed. `join!` (not `try_join!`) drains every reply
+/// before the connection goes back to the pool.
 pub async fn as_caller<T>(
     client: &Connection,
     caller: &Caller,
@@ -199,21 +238,42 @@ async fn in_transaction<T>(
     let transaction = CallerTransaction {
         client,
         committing: AtomicBool::new(false),
+        gathering: client.gathers().then(Gathering::new),
     };
-    let commit = async {
-        transaction.committing.store(true, Ordering::SeqCst);
-        client.batch_execute("COMMIT").await
+    let (current, result) = match &transaction.gathering {
+        Some(gathering) => {
+            let send = async {
+                transaction.committing.store(true, Ordering::SeqCst);
+                gathering.send(client).await
+            };
+            let (session, result, sent) = tokio::join!(
+                biased;
+                users::open_session(&transaction, caller, writes),
+                operation(&transaction),
+                send,
+            );
+            let current = session?;
+            sent?;
+            (current, result)
+        }
+        None => {
+            let commit = async {
+                transaction.committing.store(true, Ordering::SeqCst);
+                client.batch_execute("COMMIT").await
+            };
+            let (begin, session, result, commit) = tokio::join!(
+                biased;
+                client.batch_execute(client.begin()),
+                users::open_session(&transaction, caller, writes),
+                operation(&transaction),
+                commit,
+            );
+            begin?;
+            let current = session?;
+            commit?;
+            (current, result)
+        }
     };
-    let (begin, session, result, commit) = tokio::join!(
-        biased;
-        client.batch_execute(client.begin()),
-        users::open_session(&transaction, caller, writes),
-        operation(&transaction),
-        commit,
-    );
-    begin?;
-    let current = session?;
-    commit?;
     if !current {
         return Err(users::why_not_current(client, caller).await);
     }

@@ -17,6 +17,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod outage;
+mod pipeline;
 mod pooler;
 mod private_postgres;
 mod projects;
