@@ -5,11 +5,18 @@ use tokio_postgres::{Client, Pipeline, PipelineOutcome};
 
 use crate::helpers::TestApp;
 
-async fn connection() -> (TestApp, Client) {
+/// A server's database (the owner's connection), with a temporary table made by `ddl` and
+/// `insert` prepared on it.
+async fn with_table(ddl: &str, insert: &str) -> (TestApp, Client, tokio_postgres::Statement) {
     let app = TestApp::spawn().await;
     let db = app.db().await;
-    (app, db)
+    db.batch_execute(ddl).await.unwrap();
+    let insert = db.prepare(insert).await.unwrap();
+    (app, db, insert)
 }
+
+const NUMBERS: &str = "CREATE TEMP TABLE p (n int PRIMARY KEY)";
+const INSERT_NUMBER: &str = "INSERT INTO p VALUES ($1)";
 
 async fn numbers(db: &Client, table: &str) -> Vec<i32> {
     db.query(&format!("SELECT n FROM {table} ORDER BY n"), &[])
@@ -33,11 +40,7 @@ fn done(outcome: &PipelineOutcome) -> (&[tokio_postgres::Row], u64) {
 
 #[tokio::test]
 async fn a_pipeline_runs_in_order_as_one_transaction_and_commits_at_its_sync() {
-    let (_app, db) = connection().await;
-    db.batch_execute("CREATE TEMP TABLE p (n int PRIMARY KEY)")
-        .await
-        .unwrap();
-    let insert = db.prepare("INSERT INTO p VALUES ($1)").await.unwrap();
+    let (_app, db, insert) = with_table(NUMBERS, INSERT_NUMBER).await;
     let set = db
         .prepare("SELECT set_config('pipeline_test.who', $1, true)")
         .await
@@ -80,11 +83,7 @@ async fn a_pipeline_runs_in_order_as_one_transaction_and_commits_at_its_sync() {
 
 #[tokio::test]
 async fn a_failing_statement_rolls_its_pipeline_back_and_the_rest_is_skipped() {
-    let (_app, db) = connection().await;
-    db.batch_execute("CREATE TEMP TABLE p (n int PRIMARY KEY)")
-        .await
-        .unwrap();
-    let insert = db.prepare("INSERT INTO p VALUES ($1)").await.unwrap();
+    let (_app, db, insert) = with_table(NUMBERS, INSERT_NUMBER).await;
     let mut pipeline = Pipeline::new();
     pipeline.push(&insert, &[&3i32]).unwrap();
     pipeline.push(&insert, &[&3i32]).unwrap();
@@ -108,11 +107,11 @@ async fn a_failing_statement_rolls_its_pipeline_back_and_the_rest_is_skipped() {
 
 #[tokio::test]
 async fn a_commit_that_fails_at_the_sync_is_reported_and_commits_nothing() {
-    let (_app, db) = connection().await;
-    db.batch_execute("CREATE TEMP TABLE d (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
-        .await
-        .unwrap();
-    let insert = db.prepare("INSERT INTO d VALUES ($1)").await.unwrap();
+    let (_app, db, insert) = with_table(
+        "CREATE TEMP TABLE d (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+        "INSERT INTO d VALUES ($1)",
+    )
+    .await;
     let mut pipeline = Pipeline::new();
     pipeline.push(&insert, &[&1i32]).unwrap();
     pipeline.push(&insert, &[&1i32]).unwrap();
@@ -131,11 +130,7 @@ async fn a_commit_that_fails_at_the_sync_is_reported_and_commits_nothing() {
 
 #[tokio::test]
 async fn a_statement_given_the_wrong_parameters_is_refused_before_anything_is_sent() {
-    let (_app, db) = connection().await;
-    db.batch_execute("CREATE TEMP TABLE p (n int PRIMARY KEY)")
-        .await
-        .unwrap();
-    let insert = db.prepare("INSERT INTO p VALUES ($1)").await.unwrap();
+    let (_app, db, insert) = with_table(NUMBERS, INSERT_NUMBER).await;
     let mut pipeline = Pipeline::new();
     pipeline.push(&insert, &[&5i32]).unwrap();
     // Too many parameters, then a text for an int: refused, and the pipeline keeps only
