@@ -65,12 +65,17 @@ pub fn none_match_matches<'a>(
     id: Uuid,
     version: i32,
 ) -> bool {
-    let current = etag(id, version);
-    values
+    let mut tags = values
         .into_iter()
         .flat_map(|value| value.split(','))
         .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current)
+        .peekable();
+    // Most requests send no `If-None-Match`: no tag to format for them.
+    if tags.peek().is_none() {
+        return false;
+    }
+    let current = etag(id, version);
+    tags.any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current)
 }
 
 /// The version named by one of our own tags for task `id`. Strong comparison is
