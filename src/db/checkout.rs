@@ -92,12 +92,16 @@ impl Connection {
     /// pooler's transactions need `begin`'s timeouts, and unnamed statements need their
     /// `Parse` and row description, which the gathered pipeline does not send.
     pub fn gathers(&self) -> bool {
-        self.sending.gathers.get().copied().unwrap_or(false)
+        matches!(self.sending.pooled_begin.get(), Some(None))
     }
 
     /// The statements that open a transaction on this connection.
     pub fn begin(&self) -> &str {
-        self.sending.begin.get().map_or("BEGIN", |begin| begin)
+        self.sending
+            .pooled_begin
+            .get()
+            .and_then(Option::as_deref)
+            .unwrap_or("BEGIN")
     }
 
     fn unnamed(&self, sql: &'static str) -> Result<Ready<'_>, DbError> {

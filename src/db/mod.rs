@@ -80,16 +80,14 @@ pub struct Pool {
 #[derive(Debug)]
 pub(crate) struct Sending {
     pub(crate) mode: StatementMode,
-    /// What opens a transaction: `BEGIN`, or (set by `Pool::ready_statements` when the
-    /// connections lead to a transaction pooler, or statements are unnamed, which is what
-    /// such poolers need) `BEGIN` with the timeouts for that transaction alone. A pooler's
-    /// server connections do not keep the session settings this connection sent when it
-    /// opened, so each transaction sets them itself, in the same message as its `BEGIN` (no
-    /// extra round trip).
-    pub(crate) begin: OnceLock<Box<str>>,
-    /// Whether a transaction's statements may go out gathered, closed by one `Sync`
-    /// (`Connection::gathers`); set with `begin`, false until then.
-    pub(crate) gathers: OnceLock<bool>,
+    /// Set by `Pool::ready_statements`. `Some`: the connections lead to a transaction pooler,
+    /// or statements are unnamed (which is what such poolers need), and this is the `BEGIN`
+    /// that also sets the timeouts for its transaction alone: a pooler's server connections
+    /// do not keep the session settings this connection sent when it opened, so each
+    /// transaction sets them itself, in the same message as its `BEGIN` (no extra round
+    /// trip). `None`: a plain `BEGIN`, and a caller's statements go out gathered under one
+    /// `Sync` (`Connection::gathers`).
+    pub(crate) pooled_begin: OnceLock<Option<Box<str>>>,
     timeouts: SessionTimeouts,
     statements: Arc<[&'static str]>,
     pub(crate) types: OnceLock<ParameterTypes>,
@@ -166,8 +164,7 @@ pub fn pool(
         inner,
         sending: Arc::new(Sending {
             mode,
-            begin: OnceLock::new(),
-            gathers: OnceLock::new(),
+            pooled_begin: OnceLock::new(),
             timeouts,
             statements,
             types: OnceLock::new(),
@@ -203,17 +200,16 @@ impl Pool {
         drop(connection);
         let pooled = self.sending.mode == StatementMode::Unnamed
             || (self.inner.status().max_size >= 2 && self.leads_to_a_transaction_pooler().await?);
-        let begin = if pooled {
+        if pooled {
             tracing::info!(
                 "the database connections share server processes (a transaction pooler) or \
                  send unnamed statements: each transaction sets its own timeouts"
             );
-            self.sending.timeouts.begin_statements()
-        } else {
-            "BEGIN".to_owned()
-        };
-        let _ = self.sending.begin.set(begin.into());
-        let _ = self.sending.gathers.set(!pooled);
+        }
+        let _ = self
+            .sending
+            .pooled_begin
+            .set(pooled.then(|| self.sending.timeouts.begin_statements().into_boxed_str()));
         Ok(self.sending.statements.len())
     }
 

@@ -27,7 +27,6 @@ pub struct Ran {
 type Outcome = Result<Ran, DbError>;
 
 /// The statements gathered so far, and who waits for each one's outcome.
-#[derive(Default)]
 pub struct Gathering {
     state: Mutex<Option<Gathered>>,
 }
@@ -44,13 +43,16 @@ struct Gathered {
     waiting: Vec<oneshot::Sender<Outcome>>,
 }
 
-impl Gathering {
-    pub fn new() -> Self {
+/// A new, unsent pipeline (no state at all means "already sent").
+impl Default for Gathering {
+    fn default() -> Self {
         Self {
             state: Mutex::new(Some(Gathered::default())),
         }
     }
+}
 
+impl Gathering {
     /// Adds `statement` with `params` (encoded now) and waits for its outcome, which comes
     /// once `send` has had the whole pipeline's answer.
     pub async fn run(

@@ -238,7 +238,7 @@ async fn in_transaction<T>(
     let transaction = CallerTransaction {
         client,
         committing: AtomicBool::new(false),
-        gathering: client.gathers().then(Gathering::new),
+        gathering: client.gathers().then(Gathering::default),
     };
     let (current, result) = match &transaction.gathering {
         Some(gathering) => {
