@@ -143,3 +143,23 @@ async fn a_statement_given_the_wrong_parameters_is_refused_before_anything_is_se
     assert_eq!(done(&results.outcomes[0]).1, 1);
     assert_eq!(numbers(&db, "p").await, [5]);
 }
+
+/// The server's own pool, straight to PostgreSQL, gathers a caller's statements under one
+/// `Sync`: the rest of the suite passes on either path, so only this says which one runs.
+#[tokio::test]
+async fn a_pool_straight_to_the_server_gathers_a_callers_statements() {
+    let pool = taskapi::db::pool(
+        crate::helpers::database().await.config.clone(),
+        2,
+        Default::default(),
+        Vec::new(),
+        crate::helpers::statement_mode(),
+    )
+    .expect("a pool");
+    pool.ready_statements().await.expect("ready");
+    let connection = pool.checkout().await.expect("a connection");
+    assert_eq!(
+        connection.gathers(),
+        crate::helpers::statement_mode() == taskapi::db::StatementMode::Prepared
+    );
+}

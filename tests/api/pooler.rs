@@ -266,10 +266,15 @@ async fn a_pool_behind_a_transaction_pooler_sets_its_timeouts_in_every_transacti
         .expect("a pool");
         pool.ready_statements().await.expect("ready");
         let connection = pool.checkout().await.expect("a connection");
-        connection.begin().to_owned()
+        (connection.begin().to_owned(), connection.gathers())
     };
-    let pooled = opens(bouncer.config("app").into()).await;
+    let (pooled, pooled_gathers) = opens(bouncer.config("app").into()).await;
     assert!(pooled.contains("SET LOCAL lock_timeout"), "{pooled}");
-    let direct = opens(database().await.config.clone()).await;
+    // Behind the pooler each statement goes out between BEGIN and COMMIT; straight to the
+    // server, a caller's statements are gathered under one Sync (db::pipeline). Nothing
+    // else in the suite would notice if the gathered path were never taken: both work.
+    assert!(!pooled_gathers);
+    let (direct, direct_gathers) = opens(database().await.config.clone()).await;
     assert_eq!(direct, "BEGIN");
+    assert!(direct_gathers);
 }
